@@ -1,0 +1,49 @@
+"""codegen: kernel specs in, native vectorized CPU functions out.
+
+This package knows nothing of tensors or autograd. Its contract is plain data (`Program`, `Kernel`,
+`Load`, `Store` and SymPy expressions); `compile_program` turns one into a native callable.
+
+>>> import numpy as np, sympy
+>>> x = sympy.Symbol("x", real=True)
+>>> k = Kernel((3,), (Load(x, 0, (1,)),), (Store(1, (0,), 2 * x, reduce="sum"),))
+>>> run = compile_program(Program(("float32", "float32"), (k,)))
+>>> a, out = np.array([1, 2, 3], np.float32), np.zeros(1, np.float32)
+>>> run([a.ctypes.data, out.ctypes.data]); float(out[0])
+12.0
+"""
+from __future__ import annotations
+
+import ctypes
+
+from .jit import PROGRAM_SIGNATURE, Compiled, compile_count, compile_ir
+from .kernel import CASTS, Cast, Kernel, Load, Program, Store, to_float32, to_float64, to_int64
+from .lower import canonical_loops, lower_program
+
+__all__ = [
+    "CASTS", "Cast", "Kernel", "Load", "Program", "Store", "to_float32", "to_float64", "to_int64",
+    "NativeProgram", "compile_program", "compile_count", "lower_program", "canonical_loops",
+]
+
+
+class NativeProgram:
+    """A compiled `Program`: call it with buffer addresses and runtime scalar values."""
+
+    def __init__(self, program: Program, ir_text: str, compiled: Compiled):
+        self.program, self.ir, self.compiled = program, ir_text, compiled
+        self._function = PROGRAM_SIGNATURE(compiled.address)
+        self._addresses = ctypes.c_int64 * len(program.buffers)
+        self._scalars = ctypes.c_double * max(1, len(program.scalars))
+
+    def __call__(self, addresses, scalars=()):
+        """Run every kernel once. `addresses[i]` is the data address of buffer slot i."""
+        self._function(self._addresses(*addresses), self._scalars(*scalars))
+
+    def assembly(self) -> str:
+        """The native assembly of the whole program (after LLVM's O3 pipeline)."""
+        return self.compiled.assembly()
+
+
+def compile_program(program: Program) -> NativeProgram:
+    """Lower, optimise and link `program`."""
+    ir_text = lower_program(program)
+    return NativeProgram(program, ir_text, compile_ir(ir_text, "program"))

@@ -1,0 +1,108 @@
+"""The kernel spec: the plain data that the frontend hands to the backend.
+
+A `Program` is a list of `Kernel`s run in order over a shared list of buffers. Each kernel is a loop nest
+over an index space `shape`; every point of that space reads its `Load`s (a buffer seen through strides
+and an offset, so broadcasting is a zero stride, never a copy), evaluates one SymPy expression per
+`Store`, and writes it, or folds it into a reduction when the store's stride is 0 along an axis.
+
+Nothing here knows about tensors or autograd.
+
+>>> import sympy
+>>> x = sympy.Symbol("x", real=True)
+>>> k = Kernel(shape=(4,), loads=(Load(x, buffer=0, strides=(1,)),),
+...            stores=(Store(buffer=1, strides=(0,), expr=x * x, reduce="sum"),))
+>>> prog = Program(buffers=("float32", "float32"), kernels=(k,))
+>>> prog.kernels[0].stores[0].reduce
+'sum'
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+DTYPES = ("float32", "float64", "int64", "bool")
+REDUCTIONS = ("sum", "max", "min")
+
+
+@dataclass(frozen=True)
+class Load:
+    """`symbol` stands for `buffer[offset + sum(index[k] * strides[k])]` inside a kernel's body."""
+
+    symbol: sympy.Symbol
+    buffer: int
+    strides: tuple[int, ...]
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Store:
+    """Write `expr` to `buffer[offset + sum(index[k] * strides[k])]`.
+
+    With `reduce` set, axes whose stride is 0 are reduced: the buffer is first filled with the
+    reduction's identity, then every point of the index space is folded into it.
+    """
+
+    buffer: int
+    strides: tuple[int, ...]
+    expr: sympy.Basic
+    reduce: str | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One loop nest: every load and store has one stride per axis of `shape`."""
+
+    shape: tuple[int, ...]
+    loads: tuple[Load, ...]
+    stores: tuple[Store, ...]
+
+    def __post_init__(self):
+        for access in (*self.loads, *self.stores):
+            if len(access.strides) != len(self.shape):
+                raise ValueError(f"kernel of shape {self.shape} got an access with strides {access.strides}")
+        for store in self.stores:
+            if store.reduce not in (None, *REDUCTIONS):
+                raise ValueError(f"unknown reduction {store.reduce!r}; expected one of {REDUCTIONS}")
+
+
+@dataclass(frozen=True)
+class Program:
+    """Kernels run in order. `buffers` gives each buffer slot's dtype; `scalars` are runtime arguments.
+
+    Runtime scalars are passed as float64 values when the program is called and take the type of
+    the expression they appear in (like Python numbers in torch), so changing one never recompiles.
+    """
+
+    buffers: tuple[str, ...]
+    kernels: tuple[Kernel, ...]
+    scalars: tuple[sympy.Symbol, ...] = field(default=())
+
+
+class Cast(sympy.Function):
+    """Base of the explicit conversions `to_float32(x)`, `to_float64(x)`, `to_int64(x)`.
+
+    Kernel bodies are typed: a loaded symbol has its buffer's dtype, numbers and runtime scalars take
+    the type of their context, and a change of type is always one of these calls. Truth values are
+    SymPy booleans (`Ne(b, 0)` for a loaded bool, relationals, `And`/`Or`/`Not`); storing one into a
+    bool buffer writes 0 or 1, and `to_float32(Ne(b, 0))` turns one into a number.
+    """
+
+    nargs = 1
+    dtype: str = ""
+
+
+class to_float32(Cast):
+    dtype = "float32"
+
+
+class to_float64(Cast):
+    dtype = "float64"
+
+
+class to_int64(Cast):
+    dtype = "int64"
+
+
+CASTS = {c.dtype: c for c in (to_float32, to_float64, to_int64)}

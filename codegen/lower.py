@@ -1,0 +1,598 @@
+"""Lower a `Program` to LLVM IR with llvmlite.ir.
+
+Each kernel becomes an internal function with one `noalias` pointer per buffer it touches; the
+program is one exported function `void program(ptr buffers, ptr scalars)` that loads the buffer
+addresses and runtime scalars (float64) from two arrays and calls the kernels in order, so running a
+whole program is a single native call.
+
+Kernel bodies are scalar code in canonical counted loops; LLVM's loop vectorizer turns them into SIMD
+code. Everything in a body must therefore be vectorizable: transcendentals come from `mathlib`
+(branch-free polynomials) rather than libm calls, which LLVM would scalarize.
+
+>>> import sympy
+>>> from codegen.kernel import Kernel, Load, Program, Store
+>>> x = sympy.Symbol("x", real=True)
+>>> k = Kernel((8,), (Load(x, 0, (1,)),), (Store(1, (1,), sympy.exp(x) + 1),))
+>>> "define void @\\"program\\"" in lower_program(Program(("float32", "float32"), (k,)))
+True
+"""
+from __future__ import annotations
+
+import math
+
+import llvmlite.ir as ir
+import sympy
+from sympy.core.relational import Relational
+from sympy.logic.boolalg import BooleanAtom, BooleanFunction
+
+from . import mathlib
+from .kernel import Cast, Kernel, Program, Store
+
+I1, I8, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(64)
+F32, F64 = ir.FloatType(), ir.DoubleType()
+PTR = ir.PointerType()
+REGISTER_TYPE = {"float32": F32, "float64": F64, "int64": I64, "bool": I1}
+MEMORY_TYPE = {"float32": F32, "float64": F64, "int64": I64, "bool": I8}
+FLOATS = ("float32", "float64")
+
+# NOTE: only `contract` on elementwise arithmetic: it lets LLVM form FMAs, while `nnan`/`ninf`
+# (part of `fast`) would let it delete the NaN checks of maximum/minimum and break overflow paths.
+ARITH = ("contract",)
+# Reductions need `reassoc` or the loop vectorizer keeps a serial scalar chain (see shared/notes).
+REDUCE_FLAGS = ("reassoc", "contract")
+
+
+def lower_program(program: Program, entry: str = "program") -> str:
+    """Return the LLVM IR text of `program`, with `entry` as the exported function's name."""
+    module = ir.Module(name=entry)
+    kernel_fns = [_KernelLowering(module, program, i, k).function for i, k in enumerate(program.kernels)]
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR]), name=entry)
+    buffers_arg, scalars_arg = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    addresses = [b.load(b.gep(buffers_arg, [ir.Constant(I64, i)], source_etype=PTR), typ=PTR) for i in range(len(program.buffers))]
+    scalars = [b.load(b.gep(scalars_arg, [ir.Constant(I64, i)], source_etype=F64), typ=F64) for i in range(len(program.scalars))]
+    for kernel, kernel_fn in zip(program.kernels, kernel_fns):
+        buffers, symbols = _kernel_arguments(program, kernel)
+        args = [addresses[i] for i in buffers] + [scalars[program.scalars.index(s)] for s in symbols]
+        b.call(kernel_fn, args)
+    b.ret_void()
+    return str(module)
+
+
+def _kernel_arguments(program: Program, kernel: Kernel):
+    buffers = sorted({a.buffer for a in (*kernel.loads, *kernel.stores)})
+    used = set().union(*(s.expr.free_symbols for s in kernel.stores)) if kernel.stores else set()
+    symbols = [s for s in program.scalars if s in used]
+    return buffers, symbols
+
+
+def canonical_loops(kernel: Kernel):
+    """Drop size-1 axes and merge neighbours that every access walks contiguously.
+
+    Returns (shape, strides per load, strides per store). `(N, M)` with row-major buffers becomes a
+    single loop of N*M; a reduction over the last axes stays a 2-level nest with a register
+    accumulator inside.
+    """
+    accesses = [*kernel.loads, *kernel.stores]
+    axes = [k for k, n in enumerate(kernel.shape) if n != 1]
+    shape = [kernel.shape[k] for k in axes]
+    strides = [[a.strides[k] for k in axes] for a in accesses]
+    k = len(shape) - 2
+    while k >= 0:
+        if all(s[k] == s[k + 1] * shape[k + 1] for s in strides):
+            shape[k:k + 2] = [shape[k] * shape[k + 1]]
+            for s in strides:
+                s[k:k + 2] = [s[k + 1]]
+        k -= 1
+    n_loads = len(kernel.loads)
+    return tuple(shape), strides[:n_loads], strides[n_loads:]
+
+
+def _identity(reduce: str, dtype: str):
+    if reduce == "sum":
+        return 0
+    if dtype == "bool":
+        return reduce == "min"
+    if dtype == "int64":
+        return -(2**63) if reduce == "max" else 2**63 - 1
+    return -math.inf if reduce == "max" else math.inf
+
+
+def declare_intrinsic(module: ir.Module, name: str, ty, n_args: int):
+    """Declare `name.<type>` taking `n_args` values of `ty` (llvmlite's own helper knows few intrinsics)."""
+    suffix = {F32: "f32", F64: "f64", I64: "i64", I1: "i1"}[ty]
+    full = f"{name}.{suffix}"
+    if full in module.globals:
+        return module.globals[full]
+    return ir.Function(module, ir.FunctionType(ty, [ty] * n_args), name=full)
+
+
+def _const(ty, value):
+    if isinstance(ty, ir.IntType):
+        return ir.Constant(ty, int(value))
+    return ir.Constant(ty, float(value))
+
+
+def _splat_zero_like(value):
+    return ir.Constant(value.type, 0.0 if isinstance(value.type, (ir.FloatType, ir.DoubleType)) else 0)
+
+
+class _KernelLowering:
+    """Builds one kernel function: output initialisation, then the loop nest around the body."""
+
+    def __init__(self, module: ir.Module, program: Program, index: int, kernel: Kernel):
+        self.module, self.program, self.kernel = module, program, kernel
+        buffers, symbols = _kernel_arguments(program, kernel)
+        arg_types = [PTR] * len(buffers) + [F64] * len(symbols)
+        self.function = fn = ir.Function(module, ir.FunctionType(ir.VoidType(), arg_types), name=f"kernel{index}")
+        fn.linkage = "internal"
+        fn.attributes.add("nounwind")
+        for arg in fn.args[: len(buffers)]:
+            arg.add_attribute("noalias")
+        self.pointer = dict(zip(buffers, fn.args))
+        self.scalar_args = dict(zip(symbols, fn.args[len(buffers):]))
+        self.builder = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.shape, self.load_strides, self.store_strides = canonical_loops(kernel)
+        if 0 not in kernel.shape:
+            self._initialise_reductions()
+            self._emit_nest()
+        else:
+            self._initialise_reductions()
+        self.builder.ret_void()
+
+    # -- loops -------------------------------------------------------------------------------------
+    def _loop(self, count: int, body, carried=()):
+        """Emit `for i in range(count)` (count >= 1); `body(i, carried)` returns the next carried values."""
+        b = self.builder
+        before = b.block
+        header = b.append_basic_block("loop")
+        done = b.append_basic_block("done")
+        b.branch(header)
+        b.position_at_end(header)
+        i = b.phi(I64, name="i")
+        i.add_incoming(ir.Constant(I64, 0), before)
+        phis = []
+        for value in carried:
+            phi = b.phi(value.type)
+            phi.add_incoming(value, before)
+            phis.append(phi)
+        updated = body(i, phis)
+        latch = b.block
+        following = b.add(i, ir.Constant(I64, 1), flags=("nuw", "nsw"))
+        i.add_incoming(following, latch)
+        for phi, value in zip(phis, updated):
+            phi.add_incoming(value, latch)
+        b.cbranch(b.icmp_unsigned("<", following, ir.Constant(I64, count)), header, done)
+        b.position_at_end(done)
+        return updated
+
+    def _advance(self, pointers, strides, axis, index, dtypes):
+        b = self.builder
+        moved = []
+        for ptr, s, dtype in zip(pointers, strides, dtypes):
+            if s[axis] == 0:
+                moved.append(ptr)
+            else:
+                offset = b.mul(index, ir.Constant(I64, s[axis]), flags=("nsw",))
+                moved.append(b.gep(ptr, [offset], source_etype=MEMORY_TYPE[dtype]))
+        return moved
+
+    def _base_pointers(self, accesses):
+        b = self.builder
+        out = []
+        for access in accesses:
+            dtype = self.program.buffers[access.buffer]
+            ptr = self.pointer[access.buffer]
+            if access.offset:
+                ptr = b.gep(ptr, [ir.Constant(I64, access.offset)], source_etype=MEMORY_TYPE[dtype])
+            out.append(ptr)
+        return out
+
+    def _initialise_reductions(self):
+        for store, strides in zip(self.kernel.stores, self.store_strides):
+            if store.reduce is None:
+                continue
+            dtype = self.program.buffers[store.buffer]
+            axes = [k for k, s in enumerate(strides) if s != 0]
+            sizes = [self.shape[k] for k in axes]
+            if 0 in sizes:
+                continue
+            identity = _const(MEMORY_TYPE[dtype], _identity(store.reduce, dtype))
+            (base,) = self._base_pointers([store])
+            self._fill(base, [strides[k] for k in axes], sizes, identity, dtype)
+
+    def _fill(self, ptr, strides, sizes, value, dtype):
+        if not sizes:
+            self.builder.store(value, ptr)
+            return
+
+        def body(i, _):
+            offset = self.builder.mul(i, ir.Constant(I64, strides[0]), flags=("nsw",))
+            moved = self.builder.gep(ptr, [offset], source_etype=MEMORY_TYPE[dtype])
+            self._fill(moved, strides[1:], sizes[1:], value, dtype)
+            return []
+
+        self._loop(sizes[0], body)
+
+    def _emit_nest(self):
+        kernel = self.kernel
+        load_dtypes = [self.program.buffers[a.buffer] for a in kernel.loads]
+        store_dtypes = [self.program.buffers[s.buffer] for s in kernel.stores]
+        loads = self._base_pointers(kernel.loads)
+        stores = self._base_pointers(kernel.stores)
+        depth = len(self.shape)
+        # Reductions whose innermost axis is reduced keep a register accumulator over that loop.
+        in_register = [
+            s.reduce is not None and depth > 0 and strides[-1] == 0
+            for s, strides in zip(kernel.stores, self.store_strides)
+        ]
+
+        def descend(axis, loads, stores):
+            if axis == depth - 1 and any(in_register):
+                self._innermost_with_accumulators(loads, stores, load_dtypes, store_dtypes, in_register)
+                return
+            if axis == depth:
+                body = _Body(self, loads, load_dtypes)
+                for store, ptr, dtype in zip(kernel.stores, stores, store_dtypes):
+                    self._store(store, ptr, dtype, body.value(store.expr, dtype))
+                return
+
+            def body(i, _):
+                descend(axis + 1, self._advance(loads, self.load_strides, axis, i, load_dtypes),
+                        self._advance(stores, self.store_strides, axis, i, store_dtypes))
+                return []
+
+            self._loop(self.shape[axis], body)
+
+        descend(0, loads, stores)
+
+    def _innermost_with_accumulators(self, loads, stores, load_dtypes, store_dtypes, in_register):
+        kernel, axis = self.kernel, len(self.shape) - 1
+        accumulate_as = [_accumulator_dtype(s.reduce, d) for s, d in zip(kernel.stores, store_dtypes)]
+        starts = [
+            _const(REGISTER_TYPE[a], _identity(s.reduce, a))
+            for s, a, r in zip(kernel.stores, accumulate_as, in_register) if r
+        ]
+
+        def body(i, accumulators):
+            inner_loads = self._advance(loads, self.load_strides, axis, i, load_dtypes)
+            inner_stores = self._advance(stores, self.store_strides, axis, i, store_dtypes)
+            values = _Body(self, inner_loads, load_dtypes)
+            updated = iter(accumulators)
+            result = []
+            for store, ptr, dtype, acc_dtype, reg in zip(kernel.stores, inner_stores, store_dtypes,
+                                                        accumulate_as, in_register):
+                if reg:
+                    value = values.value(store.expr, acc_dtype)
+                    result.append(self._combine(store.reduce, acc_dtype, next(updated), value))
+                else:
+                    self._store(store, ptr, dtype, values.value(store.expr, dtype))
+            return result
+
+        finals = iter(self._loop(self.shape[axis], body, starts))
+        for store, ptr, dtype, acc_dtype, reg in zip(kernel.stores, stores, store_dtypes, accumulate_as, in_register):
+            if reg:
+                self._store(store, ptr, dtype, self._convert(next(finals), acc_dtype, dtype))
+
+    # -- stores --------------------------------------------------------------------------------------
+    def _store(self, store: Store, ptr, dtype, value):
+        b = self.builder
+        if dtype == "bool":
+            value = b.zext(value, I8)
+        if store.reduce is not None:
+            old = b.load(ptr, typ=MEMORY_TYPE[dtype])
+            if dtype == "bool":
+                value = b.zext(self._combine(store.reduce, dtype, b.trunc(old, I1), b.trunc(value, I1)), I8)
+            else:
+                value = self._combine(store.reduce, dtype, old, value)
+        b.store(value, ptr)
+
+    def _combine(self, reduce, dtype, acc, value):
+        b = self.builder
+        if dtype == "bool":
+            return b.or_(acc, value) if reduce in ("sum", "max") else b.and_(acc, value)
+        if reduce == "sum":
+            return b.fadd(acc, value, flags=REDUCE_FLAGS) if dtype in FLOATS else b.add(acc, value)
+        if dtype in FLOATS:
+            # NOTE: llvm.maximum propagates NaN like torch.max; maxnum would drop it.
+            name = "llvm.maximum" if reduce == "max" else "llvm.minimum"
+        else:
+            name = "llvm.smax" if reduce == "max" else "llvm.smin"
+        return b.call(declare_intrinsic(self.module, name, acc.type, 2), [acc, value])
+
+    def _convert(self, value, source: str, target: str):
+        return convert(self.builder, value, source, target)
+
+
+def _accumulator_dtype(reduce, dtype):
+    # NOTE: float32 sums accumulate in float64 registers: 4M float32 values summed in float32 lose
+    # about four digits, and the loop is memory-bound either way.
+    if reduce == "sum" and dtype == "float32":
+        return "float64"
+    return dtype
+
+
+def convert(b: ir.IRBuilder, value, source: str, target: str):
+    """Convert a register value between dtypes with torch's rules (float -> int truncates)."""
+    if source == target:
+        return value
+    ty = REGISTER_TYPE[target]
+    if target == "bool":
+        if source in FLOATS:
+            return b.fcmp_unordered("!=", value, _splat_zero_like(value))
+        return b.icmp_unsigned("!=", value, _splat_zero_like(value))
+    if source == "bool":
+        return b.uitofp(value, ty) if target in FLOATS else b.zext(value, ty)
+    if source in FLOATS and target in FLOATS:
+        return b.fpext(value, ty) if target == "float64" else b.fptrunc(value, ty)
+    if source in FLOATS:
+        return b.fptosi(value, ty)
+    return b.sitofp(value, ty)
+
+
+class _Body:
+    """Prints a kernel body's SymPy expressions as typed IR in the innermost loop block.
+
+    Loads are emitted on first use and every (expression, dtype) pair once, so shared subexpressions
+    between the stores of a fused kernel (a forward value and its gradient) are computed once.
+    """
+
+    def __init__(self, lowering: _KernelLowering, pointers, dtypes):
+        self.lowering, self.b = lowering, lowering.builder
+        self.loads = {load.symbol: (ptr, dtype) for load, ptr, dtype in zip(lowering.kernel.loads, pointers, dtypes)}
+        self.memo: dict = {}
+        self.type_memo: dict = {}
+
+    # -- typing --------------------------------------------------------------------------------------
+    def dtype_of(self, e):
+        """The dtype an expression computes in, or None when it is weak (numbers, runtime scalars)."""
+        if e in self.type_memo:
+            return self.type_memo[e]
+        if e in self.loads:
+            found = self.loads[e][1]
+        elif isinstance(e, Cast):
+            found = e.dtype
+        elif isinstance(e, (Relational, BooleanFunction, BooleanAtom)):
+            found = "bool"
+        elif isinstance(e, sympy.Piecewise):
+            found = next((d for d in (self.dtype_of(v) for v, _ in e.args) if d), None)
+        else:
+            found = next((d for d in (self.dtype_of(a) for a in e.args) if d), None)
+        self.type_memo[e] = found
+        return found
+
+    def value(self, e, dtype: str):
+        """Emit `e` computed in `dtype` (weak parts adopt it)."""
+        key = (e, dtype)
+        if key not in self.memo:
+            own = self.dtype_of(e)
+            if own is not None and own != dtype:
+                self.memo[key] = convert(self.b, self.value(e, own), own, dtype)
+            else:
+                self.memo[key] = self._dispatch(e, dtype)
+        return self.memo[key]
+
+    def _dispatch(self, e, dtype):
+        for cls in type(e).__mro__:
+            method = getattr(self, "_print_" + cls.__name__, None)
+            if method is not None:
+                return method(e, dtype)
+        raise NotImplementedError(f"codegen cannot lower {type(e).__name__} in {e}")
+
+    # -- atoms ---------------------------------------------------------------------------------------
+    def _print_Symbol(self, e, dtype):
+        if e in self.loads:
+            ptr, stored = self.loads[e]
+            value = self.b.load(ptr, typ=MEMORY_TYPE[stored])
+            return self.b.trunc(value, I1) if stored == "bool" else value
+        scalar = self.lowering.scalar_args.get(e)
+        if scalar is None:
+            raise NotImplementedError(f"symbol {e} is neither a load nor a runtime scalar of this kernel")
+        return convert(self.b, scalar, "float64", dtype)
+
+    def _print_Number(self, e, dtype):
+        if dtype == "bool":
+            return ir.Constant(I1, int(bool(e)))
+        if dtype == "int64":
+            return ir.Constant(I64, int(e))
+        return ir.Constant(REGISTER_TYPE[dtype], float(e))
+
+    def _print_NumberSymbol(self, e, dtype):
+        return self._print_Number(sympy.Float(e, 30), dtype)
+
+    def _print_BooleanTrue(self, e, dtype):
+        return ir.Constant(I1, 1)
+
+    def _print_BooleanFalse(self, e, dtype):
+        return ir.Constant(I1, 0)
+
+    def _print_Cast(self, e, dtype):
+        (arg,) = e.args
+        source = self.dtype_of(arg) or e.dtype
+        return convert(self.b, self.value(arg, source), source, e.dtype)
+
+    # -- arithmetic ----------------------------------------------------------------------------------
+    def _print_Add(self, e, dtype):
+        b, floats = self.b, dtype in FLOATS
+        plus, minus = [], []
+        for term in e.args:
+            coeff, rest = term.as_coeff_Mul()
+            if coeff.is_negative:
+                minus.append(self.value(-coeff * rest, dtype))
+            else:
+                plus.append(self.value(term, dtype))
+        total = plus[0] if plus else (b.fneg(minus.pop(0)) if floats else b.neg(minus.pop(0)))
+        for v in plus[1:]:
+            total = b.fadd(total, v, flags=ARITH) if floats else b.add(total, v)
+        for v in minus:
+            total = b.fsub(total, v, flags=ARITH) if floats else b.sub(total, v)
+        return total
+
+    def _print_Mul(self, e, dtype):
+        b, floats = self.b, dtype in FLOATS
+        coeff, rest = e.as_coeff_Mul()
+        numerator, denominator = [], []
+        for factor in sympy.Mul.make_args(rest):
+            if factor.is_Pow and factor.exp.is_number and factor.exp.is_negative and floats:
+                base = factor.base if factor.exp == -1 else sympy.Pow(factor.base, -factor.exp)
+                denominator.append(self.value(base, dtype))
+            else:
+                numerator.append(self.value(factor, dtype))
+        negate = coeff.is_negative
+        coeff = abs(coeff)
+        if coeff != 1:
+            if floats and coeff.is_Rational and coeff.q != 1:
+                # NOTE: x * 1/3 rounds twice; x * p / q matches torch's x / q for mean's 1/N.
+                if coeff.p != 1:
+                    numerator.insert(0, self._print_Number(coeff.p, dtype))
+                denominator.insert(0, self._print_Number(coeff.q, dtype))
+            else:
+                numerator.insert(0, self._print_Number(coeff, dtype))
+        value = numerator[0] if numerator else self._print_Number(1, dtype)
+        for v in numerator[1:]:
+            value = b.fmul(value, v, flags=ARITH) if floats else b.mul(value, v)
+        if denominator:
+            divisor = denominator[0]
+            for v in denominator[1:]:
+                divisor = b.fmul(divisor, v, flags=ARITH)
+            value = b.fdiv(value, divisor, flags=ARITH)
+        if negate:
+            value = b.fneg(value) if floats else b.neg(value)
+        return value
+
+    def _print_Pow(self, e, dtype):
+        b, base, exponent = self.b, e.base, e.exp
+        if dtype not in FLOATS:
+            if exponent.is_Integer and exponent >= 0:
+                return self._power_by_squaring(self.value(base, dtype), int(exponent), dtype)
+            raise NotImplementedError(f"integer power {e} with exponent {exponent}")
+        if exponent.is_Integer:
+            n = int(exponent)
+            value = self._power_by_squaring(self.value(base, dtype), abs(n), dtype)
+            return b.fdiv(self._print_Number(1, dtype), value, flags=ARITH) if n < 0 else value
+        if exponent == sympy.S.Half or exponent == -sympy.S.Half:
+            root = self._intrinsic("llvm.sqrt", self.value(base, dtype))
+            return root if exponent > 0 else b.fdiv(self._print_Number(1, dtype), root, flags=ARITH)
+        if base == sympy.E:
+            return self._math("exp", exponent, dtype=dtype)
+        return self._math("pow", base, exponent, dtype=dtype)
+
+    def _power_by_squaring(self, value, n, dtype):
+        floats = dtype in FLOATS
+        mul = (lambda x, y: self.b.fmul(x, y, flags=ARITH)) if floats else self.b.mul
+        result, square = None, value
+        while n:
+            if n & 1:
+                result = square if result is None else mul(result, square)
+            n >>= 1
+            if n:
+                square = mul(square, square)
+        return result if result is not None else self._print_Number(1, dtype)
+
+    # -- functions -----------------------------------------------------------------------------------
+    def _math(self, name, *args, dtype):
+        values = [self.value(a, dtype) for a in args]
+        if name in mathlib.SUPPORTED:
+            return mathlib.emit(name, self.b, *values)
+        return self._intrinsic(f"llvm.{name}", *values)
+
+    def _intrinsic(self, name, *values):
+        if name == "llvm.abs":  # NOTE: llvm.abs takes an i1 "poison on INT_MIN" flag
+            fn = self.lowering.module.globals.get("llvm.abs.i64") or ir.Function(
+                self.lowering.module, ir.FunctionType(I64, [I64, I1]), name="llvm.abs.i64")
+        else:
+            fn = declare_intrinsic(self.lowering.module, name, values[0].type, len(values))
+        return self.b.call(fn, list(values))
+
+    def _print_exp(self, e, dtype):
+        return self._math("exp", e.args[0], dtype=dtype)
+
+    def _print_log(self, e, dtype):
+        return self._math("log", e.args[0], dtype=dtype)
+
+    def _print_tanh(self, e, dtype):
+        return self._math("tanh", e.args[0], dtype=dtype)
+
+    def _print_sin(self, e, dtype):
+        return self._math("sin", e.args[0], dtype=dtype)
+
+    def _print_cos(self, e, dtype):
+        return self._math("cos", e.args[0], dtype=dtype)
+
+    def _print_erf(self, e, dtype):
+        return self._math("erf", e.args[0], dtype=dtype)
+
+    def _print_Abs(self, e, dtype):
+        value = self.value(e.args[0], dtype)
+        if dtype in FLOATS:
+            return self._intrinsic("llvm.fabs", value)
+        return self._intrinsic("llvm.abs", value, ir.Constant(I1, 0))
+
+    def _print_sign(self, e, dtype):
+        b, value = self.b, self.value(e.args[0], dtype)
+        zero, one = self._print_Number(0, dtype), self._print_Number(1, dtype)
+        minus = self._print_Number(-1, dtype)
+        if dtype in FLOATS:
+            positive = b.select(b.fcmp_ordered(">", value, zero), one, zero)
+            result = b.select(b.fcmp_ordered("<", value, zero), minus, positive)
+            return b.select(b.fcmp_unordered("uno", value, value), value, result)
+        positive = b.select(b.icmp_signed(">", value, zero), one, zero)
+        return b.select(b.icmp_signed("<", value, zero), minus, positive)
+
+    def _min_max(self, e, dtype, is_max):
+        if dtype in FLOATS:
+            name = "llvm.maximum" if is_max else "llvm.minimum"
+        else:
+            name = "llvm.smax" if is_max else "llvm.smin"
+        values = [self.value(a, dtype) for a in e.args]
+        result = values[0]
+        for v in values[1:]:
+            result = self._intrinsic(name, result, v)
+        return result
+
+    def _print_Max(self, e, dtype):
+        return self._min_max(e, dtype, True)
+
+    def _print_Min(self, e, dtype):
+        return self._min_max(e, dtype, False)
+
+    def _print_Piecewise(self, e, dtype):
+        *cases, (otherwise, last_condition) = e.args
+        value = self.value(otherwise, dtype)
+        if last_condition != sympy.true:
+            raise NotImplementedError(f"Piecewise without a default branch: {e}")
+        for branch, condition in reversed(cases):
+            value = self.b.select(self.value(condition, "bool"), self.value(branch, dtype), value)
+        return value
+
+    # -- truth values --------------------------------------------------------------------------------
+    def _print_Relational(self, e, dtype):
+        lhs, rhs = e.args
+        operand = self.dtype_of(lhs) or self.dtype_of(rhs) or "float64"
+        x, y = self.value(lhs, operand), self.value(rhs, operand)
+        op = e.rel_op
+        if operand in FLOATS:
+            # NOTE: unordered for != so that nan != nan is True, ordered for the rest (nan < 1 is False).
+            if op == "!=":
+                return self.b.fcmp_unordered("!=", x, y)
+            return self.b.fcmp_ordered(op, x, y)
+        if operand == "bool":
+            return self.b.icmp_unsigned(op, x, y)
+        return self.b.icmp_signed(op, x, y)
+
+    def _print_And(self, e, dtype):
+        values = [self.value(a, "bool") for a in e.args]
+        result = values[0]
+        for v in values[1:]:
+            result = self.b.and_(result, v)
+        return result
+
+    def _print_Or(self, e, dtype):
+        values = [self.value(a, "bool") for a in e.args]
+        result = values[0]
+        for v in values[1:]:
+            result = self.b.or_(result, v)
+        return result
+
+    def _print_Not(self, e, dtype):
+        return self.b.xor(self.value(e.args[0], "bool"), ir.Constant(I1, 1))

@@ -1,0 +1,51 @@
+"""symgrad: PyTorch-style tensors whose operations compile to fused, vectorized native code.
+
+Write torch code (`import symgrad as torch`); operations build a symbolic graph, `backward` extends it
+with gradient graph, and values are computed by LLVM-compiled kernels when you look at them.
+
+>>> import symgrad as torch
+>>> x = torch.ones(2, 2, requires_grad=True)
+>>> (3 * (x + 2) ** 2).mean().backward()
+>>> x.grad
+tensor([[4.5000, 4.5000],
+        [4.5000, 4.5000]])
+"""
+from . import autograd
+from ._repr import get_printoptions, set_printoptions
+from .tensor import (
+    DTYPES, DoubleTensor, FloatTensor, LongTensor, Size, Tensor, arange, bool_, broadcast_shapes, dtype,
+    enable_grad, float32, float64, from_numpy, full, full_like, get_default_dtype, int64, is_grad_enabled,
+    manual_seed, maximum, minimum, no_grad, ones, ones_like, rand, rand_like, randn, randn_like, result_type,
+    set_grad_enabled, tensor, where, zeros, zeros_like,
+)
+
+autograd.grad = autograd.grad_of
+
+float = float32
+double = float64
+long = int64
+bool = bool_
+
+__version__ = "0.1.0"
+
+
+def _function(name):
+    def function(input, *args, **kwargs):
+        return getattr(input, name)(*args, **kwargs)
+
+    function.__name__ = name
+    function.__doc__ = f"torch.{name}(input, ...): the same as `input.{name}(...)`."
+    return function
+
+
+add, sub, mul, div, pow, neg, exp, log, sqrt, tanh, sigmoid, relu, abs, sin, cos = map(_function, (
+    "add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "sin", "cos"))
+clamp, clip, sign, reciprocal, sum, mean, max, min, norm, reshape, clone = map(_function, (
+    "clamp", "clip", "sign", "reciprocal", "sum", "mean", "max", "min", "norm", "reshape", "clone"))
+lt, le, gt, ge, eq, ne, numel, flatten, detach = map(_function, (
+    "lt", "le", "gt", "ge", "eq", "ne", "numel", "flatten", "detach"))
+subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div, neg, abs
+
+
+def is_tensor(obj) -> bool:
+    return isinstance(obj, Tensor)

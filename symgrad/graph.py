@@ -1,0 +1,141 @@
+"""The lazy value graph: immutable, hash-consed nodes; iterative traversal.
+
+A `Node` is a value: an op applied to input nodes (`ADD(x, y)`, `SUM(x, axes)`, `RESHAPE(x)`), a
+constant, a runtime scalar, or a realized buffer. Building the same op on the same inputs twice returns
+the same node, so common subexpressions are shared as the user's code builds them. Once a node is
+realized it keeps its buffer and forgets its inputs: history is cut there, and later graphs that use it
+start from that buffer.
+
+>>> import numpy as np
+>>> x = Node.from_array(np.ones(3, np.float32))
+>>> y = Node.make("MUL", (x, x), None, (3,), "float32")
+>>> y is Node.make("MUL", (x, x), None, (3,), "float32")
+True
+>>> [n.op for n in pending_postorder([y])]
+['MUL']
+"""
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+NUMPY_DTYPE = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.bool_}
+ITEMSIZE = {"float32": 4, "float64": 8, "int64": 8, "bool": 1}
+LEAF_OPS = frozenset({"BUFFER", "CONST", "SCALAR"})
+
+# NOTE: a pending node this large is realized on the spot, so a loop that never observes its values
+# (`for _ in range(10**6): y = y * 2`) keeps a bounded graph.
+PENDING_LIMIT = 512
+
+
+@dataclass(eq=False)
+class Buffer:
+    """A flat numpy array and its data address (read once: `arr.ctypes.data` costs microseconds)."""
+
+    array: np.ndarray
+    address: int
+
+    @staticmethod
+    def of(array: np.ndarray) -> "Buffer":
+        flat = array.reshape(-1)
+        return Buffer(flat, flat.ctypes.data if flat.size else 0)
+
+
+def contiguous_strides(shape) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step if n != 1 else 0)
+        step *= n
+    return tuple(reversed(strides))
+
+
+class Node:
+    __slots__ = ("op", "inputs", "arg", "shape", "dtype", "buffer", "strides", "offset", "pending_size",
+                 "_key", "__weakref__")
+
+    _table: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDictionary()
+
+    def __init__(self, op, inputs, arg, shape, dtype):
+        self.op, self.inputs, self.arg, self.shape, self.dtype = op, inputs, arg, shape, dtype
+        self.buffer: Buffer | None = None
+        self.strides: tuple[int, ...] = ()
+        self.offset = 0
+        self.pending_size = 1 + sum(i.pending_size for i in inputs)
+        self._key = None
+
+    @classmethod
+    def make(cls, op: str, inputs: tuple, arg, shape: tuple, dtype: str) -> "Node":
+        """The node for `op(inputs; arg)`, shared with any identical live node."""
+        key = (op, inputs, arg, shape, dtype)
+        node = cls._table.get(key)
+        if node is None:
+            node = cls(op, inputs, arg, shape, dtype)
+            node._key = key
+            cls._table[key] = node
+        return node
+
+    @classmethod
+    def from_array(cls, array: np.ndarray) -> "Node":
+        """A realized leaf viewing `array` (which must not be written to afterwards)."""
+        dtype = next(name for name, t in NUMPY_DTYPE.items() if array.dtype == t)
+        node = cls("BUFFER", (), None, tuple(array.shape), dtype)
+        node.pending_size = 0
+        contiguous = np.ascontiguousarray(array)
+        node.buffer = Buffer.of(contiguous)
+        node.strides = contiguous_strides(array.shape)
+        return node
+
+    @property
+    def realized(self) -> bool:
+        return self.buffer is not None
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    def set_buffer(self, buffer: Buffer, strides: tuple[int, ...], offset: int = 0) -> None:
+        """Realize: keep the value, drop the history, leave the hash-consing table."""
+        if self._key is not None and Node._table.get(self._key) is self:
+            del Node._table[self._key]
+        self._key = None
+        self.op, self.inputs, self.arg = "BUFFER", (), None
+        self.buffer, self.strides, self.offset = buffer, strides, offset
+        self.pending_size = 0
+
+    def numpy(self) -> np.ndarray:
+        """A numpy view of a realized node (no copy)."""
+        base = self.buffer.array
+        itemsize = base.itemsize
+        return np.lib.stride_tricks.as_strided(
+            base[self.offset:] if base.size else base, shape=self.shape,
+            strides=tuple(s * itemsize for s in self.strides))
+
+    def __repr__(self):
+        return f"Node({self.op}, shape={self.shape}, dtype={self.dtype})"
+
+
+def pending_postorder(targets) -> list[Node]:
+    """Every unrealized node reachable from `targets`, inputs before users (iterative DFS)."""
+    order, seen = [], set()
+    for root in targets:
+        if id(root) in seen or root.op == "BUFFER":
+            continue
+        stack = [(root, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            for child in reversed(node.inputs):
+                if id(child) not in seen and child.op != "BUFFER":
+                    stack.append((child, False))
+    return order

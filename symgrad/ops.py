@@ -1,0 +1,205 @@
+"""THE op table: every operation symgrad can differentiate, declared once.
+
+An entry says how the op computes (a SymPy `formula` for elementwise primitives, which the scheduler
+fuses into kernels; or a `forward` written in other ops for composites), its dtype rule, the name of
+its `grad_fn` in torch, and its `vjp`: given the incoming gradient `g`, the inputs and the output, the
+gradient for each input, written with ordinary tensor operations so that gradients are graph too
+(and can be differentiated again). Gradients of broadcast inputs are summed back to the input's shape
+by the autograd walk, not by each rule.
+
+A composite entry without a `vjp` gets its gradient for free: the walk differentiates its `forward`.
+Like `derivatives.yaml`, the table reads top to bottom as one list of rules.
+
+>>> OPS["MUL"].grad_fn, OPS["MUL"].formula(*sympy.symbols("a b"))
+('MulBackward0', a*b)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import sympy
+
+# dtype rules: how an op's result dtype follows from its promoted operand dtype
+PROMOTE = "promote"      # a + b: torch's result_type
+TO_FLOAT = "float"       # exp(int) is float32, like torch
+TO_BOOL = "bool"         # comparisons
+KEEP = "keep"            # the first operand's dtype (casts, reductions, movement)
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    grad_fn: str
+    kind: str                                  # "elementwise" | "reduce" | "movement" | "composite"
+    formula: Callable | None = None            # elementwise: SymPy forward formula
+    vjp: Callable | None = None                # (g, inputs, out, arg) -> one gradient per input
+    dtype_rule: str = PROMOTE
+    forward: Callable | None = None            # composite: forward written in other ops
+    differentiable: bool = True
+    saves: bool = True                         # False: backward needs no input values (only shapes)
+
+
+def _where(mask, value, other):
+    """where(mask, value, other) that also takes Python numbers for value and other."""
+    return mask._select(value, other)
+
+
+def _maximum_vjp(g, inputs, out, arg):
+    # NOTE: torch splits the gradient in half between tied inputs of maximum/minimum.
+    a, b = inputs
+    shared = _where(a == b, g / 2, g)
+    return _where(a < b, 0.0, shared), _where(a > b, 0.0, shared)
+
+
+def _minimum_vjp(g, inputs, out, arg):
+    a, b = inputs
+    shared = _where(a == b, g / 2, g)
+    return _where(a > b, 0.0, shared), _where(a < b, 0.0, shared)
+
+
+def _pow_vjp(g, inputs, out, arg):
+    base, exponent = inputs
+    d_base = g * exponent * base ** (exponent - 1)
+    # NOTE: torch defines d/db a**b as 0 where a == 0 and b >= 0, instead of 0 * log(0) = nan.
+    d_exponent = None
+    if not isinstance(exponent, (int, float)):
+        d_exponent = _where((base == 0) & (exponent >= 0), 0.0, g * out * base.log())
+    if isinstance(exponent, (int, float)) and exponent == 0:
+        d_base = g * 0.0
+    return d_base, d_exponent
+
+
+def _sign(z):
+    return sympy.sign(z)
+
+
+ELEMENTWISE = [
+    Op("ADD", "AddBackward0", "elementwise", lambda a, b: a + b, lambda g, i, o, arg: (g, g), saves=False),
+    Op("SUB", "SubBackward0", "elementwise", lambda a, b: a - b, lambda g, i, o, arg: (g, -g), saves=False),
+    Op("MUL", "MulBackward0", "elementwise", lambda a, b: a * b,
+       lambda g, i, o, arg: (g * i[1], g * i[0])),
+    Op("DIV", "DivBackward0", "elementwise", lambda a, b: a / b,
+       lambda g, i, o, arg: (g / i[1], -g * i[0] / (i[1] * i[1])), TO_FLOAT),
+    Op("NEG", "NegBackward0", "elementwise", lambda a: -a, lambda g, i, o, arg: (-g,), KEEP, saves=False),
+    Op("RECIPROCAL", "ReciprocalBackward0", "elementwise", lambda a: 1 / a,
+       lambda g, i, o, arg: (-g * o * o,), TO_FLOAT),
+    Op("POW", "PowBackward1", "elementwise", lambda a, b: a ** b, _pow_vjp),
+    Op("EXP", "ExpBackward0", "elementwise", sympy.exp, lambda g, i, o, arg: (g * o,), TO_FLOAT),
+    Op("LOG", "LogBackward0", "elementwise", sympy.log, lambda g, i, o, arg: (g / i[0],), TO_FLOAT),
+    Op("SQRT", "SqrtBackward0", "elementwise", sympy.sqrt,
+       lambda g, i, o, arg: (g / (2 * o),), TO_FLOAT),
+    Op("TANH", "TanhBackward0", "elementwise", sympy.tanh,
+       lambda g, i, o, arg: (g * (1 - o * o),), TO_FLOAT),
+    Op("SIGMOID", "SigmoidBackward0", "elementwise", lambda a: 1 / (1 + sympy.exp(-a)),
+       lambda g, i, o, arg: (g * o * (1 - o),), TO_FLOAT),
+    Op("SIN", "SinBackward0", "elementwise", sympy.sin, lambda g, i, o, arg: (g * i[0].cos(),), TO_FLOAT),
+    Op("COS", "CosBackward0", "elementwise", sympy.cos, lambda g, i, o, arg: (-g * i[0].sin(),), TO_FLOAT),
+    # NOTE: relu's gradient is 0 at 0 (torch), where d/dx Max(x, 0) = Heaviside(x) would say 1/2.
+    Op("RELU", "ReluBackward0", "elementwise", lambda a: sympy.Max(a, 0),
+       lambda g, i, o, arg: (_where(o > 0, g, 0.0),), KEEP),
+    Op("ABS", "AbsBackward0", "elementwise", sympy.Abs, lambda g, i, o, arg: (g * i[0].sign(),), KEEP),
+    Op("SIGN", "SignBackward0", "elementwise", _sign, lambda g, i, o, arg: (g * 0,), KEEP),
+    Op("MAXIMUM", "MaximumBackward0", "elementwise", sympy.Max, _maximum_vjp),
+    Op("MINIMUM", "MinimumBackward0", "elementwise", sympy.Min, _minimum_vjp),
+    Op("WHERE", "WhereBackward0", "elementwise", lambda c, a, b: sympy.Piecewise((a, c), (b, True)),
+       lambda g, i, o, arg: (None, _where(i[0], g, 0.0), _where(i[0], 0.0, g))),
+    Op("LT", "", "elementwise", lambda a, b: a < b, None, TO_BOOL, differentiable=False),
+    Op("LE", "", "elementwise", lambda a, b: a <= b, None, TO_BOOL, differentiable=False),
+    Op("GT", "", "elementwise", lambda a, b: a > b, None, TO_BOOL, differentiable=False),
+    Op("GE", "", "elementwise", lambda a, b: a >= b, None, TO_BOOL, differentiable=False),
+    Op("EQ", "", "elementwise", sympy.Eq, None, TO_BOOL, differentiable=False),
+    Op("NE", "", "elementwise", sympy.Ne, None, TO_BOOL, differentiable=False),
+    Op("AND", "", "elementwise", sympy.And, None, TO_BOOL, differentiable=False),
+    Op("OR", "", "elementwise", sympy.Or, None, TO_BOOL, differentiable=False),
+    Op("NOT", "", "elementwise", sympy.Not, None, TO_BOOL, differentiable=False),
+    # CAST's formula comes from codegen's typed conversions; the scheduler supplies it.
+    Op("CAST", "ToCopyBackward0", "elementwise", None,
+       lambda g, i, o, arg: (g.to(i[0].dtype),), KEEP, saves=False),
+]
+
+STRUCTURAL = [
+    # Graph primitives used by the composites below; `arg` is (axes, keepdim) or the target shape.
+    Op("SUM", "SumBackward1", "reduce", dtype_rule=KEEP),
+    Op("MAX", "MaxBackward1", "reduce", dtype_rule=KEEP),
+    Op("MIN", "MinBackward1", "reduce", dtype_rule=KEEP),
+    Op("RESHAPE", "ViewBackward0", "movement", vjp=lambda g, i, o, arg: (g.reshape(i[0].shape),),
+       dtype_rule=KEEP, saves=False),
+    Op("EXPAND", "ExpandBackward0", "movement", vjp=lambda g, i, o, arg: (g.sum_to_size(i[0].shape),),
+       dtype_rule=KEEP, saves=False),
+]
+
+
+def _sum_vjp(g, inputs, out, arg):
+    (x,), (axes, keepdim) = inputs, arg
+    if not keepdim:
+        g = g.reshape(_keepdim_shape(x.shape, axes))
+    return (g.expand(x.shape),)
+
+
+def _keepdim_shape(shape, axes):
+    return tuple(1 if (axes is None or k in axes) else n for k, n in enumerate(shape))
+
+
+def _extreme_vjp(g, inputs, out, arg):
+    # NOTE: torch's max()/min() of a whole tensor spreads the gradient evenly over ties.
+    (x,) = inputs
+    mask = (x == out).to(g.dtype)
+    return (g * mask / mask.sum(),)
+
+
+def _mean_forward(x, arg):
+    axes, keepdim = arg
+    count = 1
+    for k in (axes if axes is not None else range(x.dim())):
+        count *= x.shape[k]
+    return x.sum(dim=axes, keepdim=keepdim) / count
+
+
+def _clamp_forward(x, low, high, arg):
+    if low is not None:
+        x = x._elementwise("MAXIMUM", low)
+    if high is not None:
+        x = x._elementwise("MINIMUM", high)
+    return x
+
+
+def _clamp_vjp(g, inputs, out, arg):
+    # NOTE: clamp passes the whole gradient on its closed interval; maximum(x, lo) would halve it
+    # at x == lo.
+    x, low, high = inputs
+    inside = None
+    if low is not None:
+        inside = x >= low
+    if high is not None:
+        inside = (x <= high) if inside is None else inside & (x <= high)
+    return (_where(inside, g, 0.0), None, None)
+
+
+def _norm_vjp(g, inputs, out, arg):
+    # NOTE: the norm of a zero vector has gradient 0 in torch, where x / |x| would give nan.
+    (x,) = inputs
+    return (_where(out == 0, 0.0, g * x / out),)
+
+
+COMPOSITE = [
+    Op("SUM_ALL", "SumBackward0", "composite", forward=lambda x, arg: x._reduced("SUM", *arg), vjp=_sum_vjp,
+       dtype_rule=KEEP, saves=False),
+    Op("SUM_DIM", "SumBackward1", "composite", forward=lambda x, arg: x._reduced("SUM", *arg), vjp=_sum_vjp,
+       dtype_rule=KEEP, saves=False),
+    Op("MAX_ALL", "MaxBackward1", "composite", forward=lambda x, arg: x._reduced("MAX", None, False),
+       vjp=_extreme_vjp, dtype_rule=KEEP),
+    Op("MIN_ALL", "MinBackward1", "composite", forward=lambda x, arg: x._reduced("MIN", None, False),
+       vjp=_extreme_vjp, dtype_rule=KEEP),
+    # mean has no rule of its own: its gradient is the gradient of its forward, sum(x) / n.
+    Op("MEAN_ALL", "MeanBackward0", "composite", forward=_mean_forward, dtype_rule=KEEP, saves=False),
+    Op("MEAN_DIM", "MeanBackward1", "composite", forward=_mean_forward, dtype_rule=KEEP, saves=False),
+    Op("CLAMP", "ClampBackward1", "composite", forward=_clamp_forward, vjp=_clamp_vjp, dtype_rule=KEEP),
+    Op("NORM", "LinalgVectorNormBackward0", "composite", forward=lambda x, arg: (x * x).sum().sqrt(),
+       vjp=_norm_vjp, dtype_rule=KEEP),
+    # Values are immutable nodes, so a clone shares its input's node until either is changed in place.
+    Op("CLONE", "CloneBackward0", "composite", forward=lambda x, arg: x._alias(), vjp=lambda g, i, o, arg: (g,),
+       dtype_rule=KEEP, saves=False),
+]
+
+OPS: dict[str, Op] = {op.name: op for op in (*ELEMENTWISE, *STRUCTURAL, *COMPOSITE)}

@@ -1,0 +1,323 @@
+"""Cut a pending graph into fused kernels, compile it once per structure, run it.
+
+`realize(nodes)` computes the given nodes. The pending graph below them is cut at reductions (and at
+the requested nodes); everything else fuses: each cut point becomes one store of a kernel whose body
+is the SymPy formula of the elementwise chain feeding it, with broadcasting and reshapes folded into
+the strides of its loads. Stores over the same index space that do not depend on each other share one
+loop nest, so a forward reduction and the elementwise gradient beside it read memory once.
+
+Programs are cached by structure: ops, shapes, dtypes, integer constants and the layout of input
+buffers. Buffer contents and Python floats (runtime scalars) are bound at each call, so a training
+loop compiles in its first steps and then only runs.
+
+>>> import symgrad
+>>> x = symgrad.ones(3)
+>>> y = (x * 2).sum()
+>>> realize([y._node]); y._node.numpy()
+array(6., dtype=float32)
+"""
+from __future__ import annotations
+
+import sympy
+
+import codegen
+from codegen import CASTS, Kernel, Load, Program, Store
+
+from .graph import ITEMSIZE, NUMPY_DTYPE, Buffer, Node, contiguous_strides, pending_postorder
+from .ops import OPS
+
+import numpy as np
+
+REDUCTIONS = {"SUM": "sum", "MAX": "max", "MIN": "min"}
+MOVEMENT = ("RESHAPE", "EXPAND")
+PROGRAM_CACHE_LIMIT = 512
+
+
+class _ProgramCache:
+    """Compiled plans by structural key (bounded: the oldest entries go first)."""
+
+    plans: dict = {}
+
+
+def program_cache_size() -> int:
+    return len(_ProgramCache.plans)
+
+
+def realize(nodes) -> None:
+    """Compute every node in `nodes` (and nothing already computed)."""
+    targets = _unique(n for n in nodes if not n.realized)
+    if not targets:
+        return
+    _resolve_views(pending_postorder(targets))
+    targets = [n for n in targets if not n.realized]
+    if not targets:
+        return
+    order = pending_postorder(targets)
+    key, leaves, scalars = _structure(order, targets)
+    plan = _ProgramCache.plans.get(key)
+    if plan is None:
+        plan = _Plan(order, targets, leaves, scalars)
+        if len(_ProgramCache.plans) >= PROGRAM_CACHE_LIMIT:
+            _ProgramCache.plans.pop(next(iter(_ProgramCache.plans)))
+        _ProgramCache.plans[key] = plan
+    plan.run(targets, leaves, scalars)
+
+
+def _unique(nodes):
+    seen, out = set(), []
+    for n in nodes:
+        if id(n) not in seen:
+            seen.add(id(n))
+            out.append(n)
+    return out
+
+
+# -- views: reshape/expand of a computed buffer cost nothing ---------------------------------------
+def _resolve_views(order):
+    for node in order:
+        if node.op in MOVEMENT and node.inputs[0].realized:
+            view = _view_strides(node)
+            if view is not None:
+                source = node.inputs[0]
+                node.set_buffer(source.buffer, view, source.offset)
+
+
+def _view_strides(node):
+    source = node.inputs[0]
+    if node.op == "EXPAND":
+        lead = len(node.shape) - len(source.shape)
+        return tuple(0 if k < lead or source.shape[k - lead] == 1 else source.strides[k - lead]
+                     for k in range(len(node.shape)))
+    if source.strides == contiguous_strides(source.shape):
+        return contiguous_strides(node.shape)
+    return None
+
+
+# -- structural key --------------------------------------------------------------------------------
+def _structure(order, targets):
+    """A hashable description of the pending graph that ignores buffer contents and float values."""
+    position = {id(n): k for k, n in enumerate(order)}
+    leaves, leaf_index, scalars, entries = [], {}, [], []
+    for node in order:
+        if node.op == "SCALAR":
+            scalars.append(node)
+            entries.append(("SCALAR", node.dtype))
+            continue
+        refs = []
+        for child in node.inputs:
+            if child.realized:
+                k = leaf_index.get(id(child))
+                if k is None:
+                    k = leaf_index[id(child)] = len(leaves)
+                    leaves.append(child)
+                refs.append(-1 - k)
+            else:
+                refs.append(position[id(child)])
+        entries.append((node.op, node.arg, node.shape, node.dtype, tuple(refs)))
+    layout = tuple((n.shape, n.dtype, n.strides) for n in leaves)
+    return (tuple(entries), layout, tuple(position[id(t)] for t in targets)), leaves, scalars
+
+
+# -- the plan --------------------------------------------------------------------------------------
+class _NeedsBuffer(Exception):
+    """A reshape of a computed value whose layout cannot be expressed with strides."""
+
+    def __init__(self, node):
+        self.node = node
+
+
+class _Plan:
+    """Which nodes are stored, the kernels computing them, and how to bind a call's buffers."""
+
+    def __init__(self, order, targets, leaves, scalars):
+        self.leaf_count = len(leaves)
+        position = {id(n): k for k, n in enumerate(order)}
+        self.target_positions = [position[id(t)] for t in targets]
+        forced: set[int] = set()
+        while True:
+            stored = [n for n in order if id(n) in forced or n.op in REDUCTIONS
+                      or position[id(n)] in self.target_positions]
+            # Consumers read reductions and forced buffers from memory; other stored values
+            # (requested elementwise results) are recomputed inside each consumer's loop instead.
+            loaded = {id(n) for n in stored if id(n) in forced or n.op in REDUCTIONS}
+            try:
+                self._build(position, stored, loaded, leaves, scalars)
+                break
+            except _NeedsBuffer as missing:
+                forced.add(id(missing.node))
+        self.native = codegen.compile_program(self.program)
+
+    def _build(self, position, stored, loaded, leaves, scalars):
+        slot_of_leaf = {id(n): k for k, n in enumerate(leaves)}
+        self.stored_positions = [position[id(n)] for n in stored]
+        self.stored_specs = [(n.shape, n.dtype) for n in stored]
+        slot_of_stored = {id(n): len(leaves) + k for k, n in enumerate(stored)}
+        scalar_symbols = {id(n): sympy.Symbol(f"s{k}", real=True) for k, n in enumerate(scalars)}
+        dtypes = [n.dtype for n in leaves] + [n.dtype for n in stored]
+        outputs = []
+        level = {}
+        for node in stored:
+            builder = _ExpressionBuilder(slot_of_leaf, slot_of_stored, loaded, scalar_symbols, node)
+            space, store = builder.store_for(node)
+            level[id(node)] = 1 + max((level[id(d)] for d in builder.depends_on), default=-1)
+            outputs.append((level[id(node)], space, builder.loads, store))
+        groups: dict = {}
+        for lvl, space, loads, store in outputs:
+            loads_so_far, stores = groups.setdefault((lvl, space), ({}, []))
+            loads_so_far.update(loads)
+            stores.append(store)
+        kernels = [Kernel(space, tuple(loads.values()), tuple(stores))
+                   for (lvl, space), (loads, stores) in sorted(groups.items(), key=lambda kv: kv[0][0])]
+        self.program = Program(tuple(dtypes), tuple(kernels), tuple(scalar_symbols.values()))
+        target_set = set(self.target_positions)
+        self.temporaries = {
+            k: np.empty(shape, NUMPY_DTYPE[dtype]) for k, (pos, (shape, dtype))
+            in enumerate(zip(self.stored_positions, self.stored_specs)) if pos not in target_set}
+
+    def run(self, targets, leaves, scalars):
+        addresses = [leaf.buffer.address + leaf.offset * ITEMSIZE[leaf.dtype] for leaf in leaves]
+        results = {}
+        for k, (pos, (shape, dtype)) in enumerate(zip(self.stored_positions, self.stored_specs)):
+            array = self.temporaries.get(k)
+            if array is None:
+                array = results[pos] = np.empty(shape, NUMPY_DTYPE[dtype])
+            addresses.append(array.ctypes.data if array.size else 0)
+        self.native(addresses, [n.arg for n in scalars])
+        for node, pos in zip(targets, self.target_positions):
+            array = results[pos]
+            node.set_buffer(Buffer(array.reshape(-1), array.ctypes.data if array.size else 0),
+                            contiguous_strides(node.shape))
+
+
+class _ExpressionBuilder:
+    """The SymPy body of one stored node, with loads over its kernel's index space."""
+
+    def __init__(self, slot_of_leaf, slot_of_stored, loaded, scalar_symbols, root):
+        self.slot_of_leaf, self.slot_of_stored, self.loaded = slot_of_leaf, slot_of_stored, loaded
+        self.scalar_symbols, self.root = scalar_symbols, root
+        self.loads: dict = {}
+        self.depends_on: list = []
+        self.memo: dict = {}
+
+    def store_for(self, node):
+        if node.op in REDUCTIONS:
+            source = node.inputs[0]
+            space = source.shape
+            expr = self.expr(source, _identity_map(len(space)))
+            strides = tuple(0 if k in node.arg else s for k, s in enumerate(_row_major(node.shape)))
+            return space, Store(self.slot_of_stored[id(node)], strides, expr, REDUCTIONS[node.op])
+        space = node.shape
+        expr = self._compute(node, _identity_map(len(space)))
+        return space, Store(self.slot_of_stored[id(node)], contiguous_strides(space), expr)
+
+    def expr(self, node, coeffs):
+        """`node`'s value at the kernel's index, where node index[k] = sum(coeffs[k][i] * index[i])."""
+        key = (id(node), coeffs)
+        if key not in self.memo:
+            if node.realized:
+                self.memo[key] = self._load(self.slot_of_leaf[id(node)], node.strides, coeffs, node.dtype)
+            elif id(node) in self.loaded and node is not self.root:
+                self.depends_on.append(node)
+                self.memo[key] = self._load(self.slot_of_stored[id(node)], _row_major(node.shape), coeffs, node.dtype)
+            else:
+                self.memo[key] = self._compute(node, coeffs)
+        return self.memo[key]
+
+    def _load(self, slot, strides, coeffs, dtype):
+        width = len(coeffs[0]) if coeffs else self._space_rank()
+        flat = tuple(sum(strides[k] * coeffs[k][i] for k in range(len(strides))) for i in range(width))
+        key = (slot, flat)
+        load = self.loads.get(key)
+        if load is None:
+            assumptions = {"real": True} if dtype in ("float32", "float64") else (
+                {"integer": True} if dtype == "int64" else {})
+            # NOTE: named by content, so equal loads of different stores in one kernel are one symbol
+            name = f"b{slot}_" + "_".join(str(s).replace("-", "m") for s in flat)
+            symbol = sympy.Symbol(name, **assumptions)
+            load = self.loads[key] = Load(symbol, slot, flat)
+        return sympy.Ne(load.symbol, 0) if dtype == "bool" else load.symbol
+
+    def _space_rank(self):
+        root = self.root
+        return len(root.inputs[0].shape) if root.op in REDUCTIONS else len(root.shape)
+
+    def _compute(self, node, coeffs):
+        op = node.op
+        if op == "CONST":
+            return sympy.true if node.arg is True else sympy.false if node.arg is False else sympy.Integer(node.arg)
+        if op == "SCALAR":
+            return self.scalar_symbols[id(node)]
+        if op == "EXPAND":
+            source = node.inputs[0]
+            lead = len(node.shape) - len(source.shape)
+            zero = (0,) * self._space_rank()
+            inner = tuple(zero if source.shape[j] == 1 else coeffs[j + lead] for j in range(len(source.shape)))
+            return self.expr(source, inner)
+        if op == "RESHAPE":
+            return self._reshape(node, coeffs)
+        if op == "CAST":
+            value = self.expr(node.inputs[0], coeffs)
+            if node.dtype == "bool":
+                return sympy.Ne(value, 0)
+            return CASTS[node.dtype](value)
+        if op in REDUCTIONS:
+            raise AssertionError("reductions are always stored")
+        values = [self.expr(child, coeffs) for child in node.inputs]
+        return OPS[op].formula(*values)
+
+    def _reshape(self, node, coeffs):
+        source = node.inputs[0]
+        width = self._space_rank()
+        linear = tuple(sum(s * coeffs[k][i] for k, s in enumerate(_row_major(node.shape))) for i in range(width))
+        if source.realized and source.strides == contiguous_strides(source.shape):
+            return self._load_flat(self.slot_of_leaf[id(source)], linear, source.dtype)
+        if id(source) in self.loaded:
+            self.depends_on.append(source)
+            return self._load_flat(self.slot_of_stored[id(source)], linear, source.dtype)
+        inner = _split_linear(linear, source.shape, self._space_extent())
+        if inner is None:
+            raise _NeedsBuffer(source)
+        return self.expr(source, inner)
+
+    def _load_flat(self, slot, linear, dtype):
+        key = (slot, linear)
+        load = self.loads.get(key)
+        if load is None:
+            return self._load(slot, (1,), (linear,), dtype)
+        return sympy.Ne(load.symbol, 0) if dtype == "bool" else load.symbol
+
+    def _space_extent(self):
+        root = self.root
+        return root.inputs[0].shape if root.op in REDUCTIONS else root.shape
+
+
+def _identity_map(rank):
+    return tuple(tuple(1 if i == k else 0 for i in range(rank)) for k in range(rank))
+
+
+def _row_major(shape):
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
+def _split_linear(linear, shape, extent):
+    """Coefficients per axis of `shape` for a flat offset `sum(linear[i] * index[i])`, or None if an
+    index axis would carry from one axis into the next (that needs div/mod, so we store instead)."""
+    strides = _row_major(shape)
+    coeffs = [[0] * len(linear) for _ in shape]
+    reach = [0] * len(shape)
+    for i, step in enumerate(linear):
+        if step == 0 or extent[i] == 1:
+            continue
+        axis = next((k for k in range(len(shape)) if shape[k] > 1 and strides[k] <= step < strides[k] * shape[k]),
+                    None)
+        if axis is None or step % strides[axis]:
+            return None
+        coeffs[axis][i] = step // strides[axis]
+        reach[axis] += coeffs[axis][i] * (extent[i] - 1)
+    if any(r >= n for r, n in zip(reach, shape)):
+        return None
+    return tuple(tuple(c) for c in coeffs)

@@ -1,0 +1,1202 @@
+"""Tensor: torch's define-by-run API over lazy graph nodes.
+
+A Tensor holds a `Cell` (the current value node, shared with aliases made by `detach()` and `.data`,
+so in-place updates through either are seen by both) and its autograd metadata. Operations check
+shapes and dtypes eagerly, build nodes, and record a `BackwardFunction` when gradients are wanted;
+values are computed only when observed (`item`, `repr`, `numpy`, `bool`, `tolist`) or at `backward`.
+
+>>> import symgrad
+>>> x = symgrad.ones(2, 2, requires_grad=True)
+>>> out = (3 * (x + 2) ** 2).mean()
+>>> out
+tensor(27., grad_fn=<MeanBackward0>)
+>>> out.backward(); x.grad
+tensor([[4.5000, 4.5000],
+        [4.5000, 4.5000]])
+"""
+from __future__ import annotations
+
+import builtins
+import functools
+import math
+import weakref
+
+import numpy as np
+
+from . import _repr
+from .autograd import AccumulateGrad, GradMode, backward_class, grad_of, run_backward
+from .graph import NUMPY_DTYPE, PENDING_LIMIT, Node, contiguous_strides
+from .ops import KEEP, OPS, PROMOTE, TO_BOOL, TO_FLOAT, Op
+
+
+# -- dtypes ----------------------------------------------------------------------------------------
+class dtype:
+    """A tensor element type, printed as torch prints it (`torch.float32`)."""
+
+    def __init__(self, name: str, category: int):
+        self.name, self.category = name, category  # category: 0 bool, 1 integer, 2 floating
+        self.is_floating_point = category == 2
+        self.itemsize = np.dtype(NUMPY_DTYPE[name]).itemsize
+
+    def __repr__(self):
+        return f"torch.{self.name}"
+
+    def __reduce__(self):
+        return (_dtype_by_name, (self.name,))
+
+
+bool_ = dtype("bool", 0)
+int64 = dtype("int64", 1)
+float32 = dtype("float32", 2)
+float64 = dtype("float64", 2)
+DTYPES = {d.name: d for d in (bool_, int64, float32, float64)}
+_ORDER = {"bool": 0, "int64": 1, "float32": 2, "float64": 3}
+_TORCH_NAMES = {"bool": "Bool", "int64": "Long", "float32": "Float", "float64": "Double"}
+
+
+def _dtype_by_name(name):
+    return DTYPES[name]
+
+
+def get_default_dtype() -> dtype:
+    return float32
+
+
+def _promote(a: dtype, b: dtype) -> dtype:
+    return a if _ORDER[a.name] >= _ORDER[b.name] else b
+
+
+def _scalar_dtype(value) -> dtype:
+    if isinstance(value, (bool, np.bool_)):
+        return bool_
+    if isinstance(value, (int, np.integer)):
+        return int64
+    return get_default_dtype()
+
+
+def result_type(*operands) -> dtype:
+    """torch.result_type: dimensioned tensors outrank 0-d tensors, which outrank Python numbers,
+    unless a lower-ranked operand is of a higher category (an int tensor times 2.5 is float).
+
+    >>> import symgrad
+    >>> result_type(symgrad.tensor([1, 2]), 2.5), result_type(symgrad.ones(2), symgrad.tensor(1.0).double())
+    (torch.float32, torch.float32)
+    """
+    dims = zero = scalars = None
+    for o in operands:
+        if isinstance(o, Tensor):
+            if o.dim() > 0:
+                dims = o.dtype if dims is None else _promote(dims, o.dtype)
+            else:
+                zero = o.dtype if zero is None else _promote(zero, o.dtype)
+        elif o is not None:
+            d = _scalar_dtype(o)
+            scalars = d if scalars is None else _promote(scalars, d)
+    return _combine(dims, _combine(zero, scalars))
+
+
+def _combine(higher, lower):
+    if higher is None:
+        return lower
+    if lower is None or higher.is_floating_point:
+        return higher
+    if higher is bool_ or lower.is_floating_point or lower.category > higher.category:
+        return _promote(higher, lower)
+    return higher
+
+
+class Size(tuple):
+    """torch.Size: a tuple that prints as `torch.Size([2, 3])`."""
+
+    def __repr__(self):
+        return f"torch.Size([{', '.join(str(d) for d in self)}])"
+
+    def numel(self) -> int:
+        return math.prod(self)
+
+
+# -- grad mode -------------------------------------------------------------------------------------
+class set_grad_enabled:
+    """Context manager and decorator that turns recording on or off.
+
+    >>> import symgrad
+    >>> with symgrad.set_grad_enabled(False):
+    ...     (symgrad.ones(1, requires_grad=True) * 2).requires_grad
+    False
+    """
+
+    def __init__(self, mode: bool = True):
+        self.mode = bool(mode)
+        self.previous = GradMode.enabled
+        GradMode.enabled = self.mode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        GradMode.enabled = self.previous
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(self.mode):
+                return fn(*args, **kwargs)
+
+        GradMode.enabled = self.previous
+        return wrapper
+
+
+class _GradModeContext:
+    mode = True
+
+    def __enter__(self):
+        self.previous = GradMode.enabled
+        GradMode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        GradMode.enabled = self.previous
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with type(self)():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradModeContext):
+    """Operations inside are not recorded (context manager or decorator).
+
+    >>> import symgrad
+    >>> with symgrad.no_grad():
+    ...     (symgrad.ones(1, requires_grad=True) * 2).requires_grad
+    False
+    """
+
+    mode = False
+
+
+class enable_grad(_GradModeContext):
+    """Re-enables recording inside a `no_grad` block (context manager or decorator)."""
+
+    mode = True
+
+
+def is_grad_enabled() -> bool:
+    return GradMode.enabled
+
+
+# -- pending in-place updates ----------------------------------------------------------------------
+class Cell:
+    """The current value of a tensor and of its aliases (`detach()`, `.data`)."""
+
+    __slots__ = ("node", "__weakref__")
+
+    def __init__(self, node: Node):
+        self.node = node
+
+
+class _Updated:
+    """Cells changed in place since the last realization; they are realized with the next program,
+    so a training loop's parameter updates become buffers instead of an ever longer history."""
+
+    cells: "weakref.WeakSet[Cell]" = weakref.WeakSet()
+
+
+def pending_updates() -> list[Node]:
+    nodes = [c.node for c in list(_Updated.cells) if not c.node.realized]
+    _Updated.cells.clear()
+    return nodes
+
+
+def _realize(nodes):
+    from .schedule import realize
+
+    realize(nodes)
+
+
+# -- shapes ----------------------------------------------------------------------------------------
+def broadcast_shapes(*shapes) -> tuple[int, ...]:
+    """numpy/torch broadcasting; raises torch's RuntimeError for incompatible sizes."""
+    rank = builtins.max((len(s) for s in shapes), default=0)
+    out = []
+    for k in range(rank):
+        size = 1
+        for index, s in enumerate(shapes):
+            j = len(s) - rank + k
+            if j < 0 or s[j] == 1:
+                continue
+            if size != 1 and s[j] != size:
+                first = next(i for i, t in enumerate(shapes) if len(t) - rank + k >= 0
+                             and t[len(t) - rank + k] != 1)
+                raise RuntimeError(
+                    f"The size of tensor a ({shapes[first][len(shapes[first]) - rank + k]}) must match the size of "
+                    f"tensor b ({s[j]}) at non-singleton dimension {k}")
+            size = s[j]
+        out.append(size)
+    return tuple(out)
+
+
+def _normalize_dim(dim: int, rank: int) -> int:
+    low, high = (-1, 0) if rank == 0 else (-rank, rank - 1)
+    if not low <= dim <= high:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{low}, {high}], but got {dim})")
+    return dim % builtins.max(rank, 1)
+
+
+def _infer_shape(shape, numel) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in shape)
+    if shape.count(-1) > 1:
+        raise RuntimeError("only one dimension can be inferred")
+    known = math.prod(d for d in shape if d != -1)
+    if -1 in shape:
+        if known == 0 or numel % known:
+            raise RuntimeError(f"shape '[{', '.join(map(str, shape))}]' is invalid for input of size {numel}")
+        shape = tuple(numel // known if d == -1 else d for d in shape)
+    if math.prod(shape) != numel:
+        raise RuntimeError(f"shape '[{', '.join(map(str, shape))}]' is invalid for input of size {numel}")
+    return shape
+
+
+def _size_args(size) -> tuple[int, ...]:
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    return tuple(int(d) for d in size)
+
+
+# -- node builders (no autograd) -------------------------------------------------------------------
+def _constant(value, dt: dtype) -> Node:
+    """A Python number as a node. Integers are part of the formula; floats are runtime scalars, so
+    a learning rate that changes every step never changes the compiled program."""
+    if dt is bool_:
+        return Node.make("CONST", (), bool(value), (), "bool")
+    if dt is int64:
+        return Node.make("CONST", (), int(value), (), "int64")
+    if isinstance(value, (bool, int, np.integer, np.bool_)):
+        return Node.make("CONST", (), int(value), (), dt.name)
+    return Node.make("SCALAR", (), float(value), (), dt.name)
+
+
+def _cast_node(node: Node, dt: dtype) -> Node:
+    if node.dtype == dt.name:
+        return node
+    if node.op == "CONST":
+        return _constant(node.arg, dt)
+    return Node.make("CAST", (node,), None, node.shape, dt.name)
+
+
+def _expand_node(node: Node, shape: tuple) -> Node:
+    if node.shape == shape:
+        return node
+    return Node.make("EXPAND", (node,), shape, shape, node.dtype)
+
+
+def _reshape_node(node: Node, shape: tuple) -> Node:
+    if node.shape == shape:
+        return node
+    if node.op == "EXPAND" and node.inputs[0].op in ("CONST", "SCALAR"):
+        return _expand_node(node.inputs[0], shape)
+    return Node.make("RESHAPE", (node,), shape, shape, node.dtype)
+
+
+def _is_constant(node: Node, value) -> bool:
+    while node.op == "EXPAND":
+        node = node.inputs[0]
+    return node.op == "CONST" and node.arg == value
+
+
+def _elementwise_node(op: str, nodes: tuple, shape: tuple, dt: str) -> Node:
+    # Peepholes that keep gradient accumulation and zeroed grads from changing a program's structure.
+    if op == "ADD" and _is_constant(nodes[0], 0) and nodes[1].dtype == dt:
+        return nodes[1]
+    if op in ("ADD", "SUB") and _is_constant(nodes[1], 0) and nodes[0].dtype == dt:
+        return nodes[0]
+    if op == "MUL" and _is_constant(nodes[1], 1) and nodes[0].dtype == dt:
+        return nodes[0]
+    if op == "MUL" and _is_constant(nodes[0], 1) and nodes[1].dtype == dt:
+        return nodes[1]
+    node = Node.make(op, nodes, None, shape, dt)
+    if node.pending_size > PENDING_LIMIT:
+        _realize([node, *pending_updates()])
+    return node
+
+
+# -- the Tensor ------------------------------------------------------------------------------------
+class Tensor:
+    """A multi-dimensional array with autograd, torch's API; see the module docstring."""
+
+    __slots__ = ("_cell", "_grad_node", "_grad", "_retains", "__weakref__")
+    __array_priority__ = 1000  # so numpy_array * tensor calls Tensor.__rmul__
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("create tensors with symgrad.tensor(...), symgrad.ones(...), ...")
+
+    # construction ---------------------------------------------------------------------------------
+    @classmethod
+    def _wrap(cls, node: Node, grad_node=None) -> "Tensor":
+        t = object.__new__(cls)
+        t._cell = Cell(node)
+        t._grad_node = grad_node
+        t._grad = None
+        t._retains = False
+        return t
+
+    def _alias(self) -> "Tensor":
+        """A tensor with the same value and no history (what clone and detach share)."""
+        return Tensor._wrap(self._cell.node)
+
+    @property
+    def _node(self) -> Node:
+        return self._cell.node
+
+    def _assign(self, node: Node) -> None:
+        self._cell.node = node
+        if not node.realized:
+            _Updated.cells.add(self._cell)
+
+    # metadata -------------------------------------------------------------------------------------
+    @property
+    def shape(self) -> Size:
+        return Size(self._cell.node.shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return self.shape
+        return self.shape[_normalize_dim(dim, self.dim())]
+
+    def dim(self) -> int:
+        return len(self._cell.node.shape)
+
+    ndim = property(dim)
+
+    def numel(self) -> int:
+        return self._cell.node.numel
+
+    nelement = numel
+
+    @property
+    def dtype(self) -> dtype:
+        return DTYPES[self._cell.node.dtype]
+
+    @property
+    def device(self):
+        return "cpu"
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+    def __len__(self):
+        if self.dim() == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    # autograd metadata ----------------------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._grad_node is not None
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        """Start (or stop) recording operations on this leaf tensor."""
+        if not self.is_leaf:
+            if requires_grad:
+                return self
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
+                               "computed variable in a subgraph that doesn't require differentiation use "
+                               "var_no_grad = var.detach().")
+        if requires_grad and not self.dtype.is_floating_point:
+            raise RuntimeError("only Tensors of floating point and complex dtype can require gradients")
+        self._grad_node = AccumulateGrad(self) if requires_grad else None
+        return self
+
+    @property
+    def grad_fn(self):
+        node = self._grad_node
+        return None if node is None or isinstance(node, AccumulateGrad) else node
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None and tuple(value.shape) != tuple(self.shape):
+            raise RuntimeError(f"assigned grad has data of a different size: expected {list(self.shape)}, "
+                               f"got {list(value.shape)}")
+        self._grad = value
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains
+
+    def retain_grad(self) -> None:
+        """Keep the gradient of this non-leaf tensor in `.grad` during backward."""
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.is_leaf or self._retains:
+            return
+        self._retains = True
+        fn = self.grad_fn
+        fn._retained = (fn._retained or ()) + (self,)
+
+    def detach(self) -> "Tensor":
+        """The same values (shared: in-place changes show in both), without history."""
+        t = Tensor._wrap(self._cell.node)
+        t._cell = self._cell
+        return t
+
+    def detach_(self) -> "Tensor":
+        self._grad_node = None
+        return self
+
+    @property
+    def data(self) -> "Tensor":
+        return self.detach()
+
+    @data.setter
+    def data(self, value: "Tensor") -> None:
+        self._cell.node = value._node
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad`, then compute them.
+
+        >>> import symgrad
+        >>> x = symgrad.tensor([1.0, 2.0], requires_grad=True)
+        >>> (x * 3).backward(symgrad.tensor([1.0, 0.5])); x.grad
+        tensor([3.0000, 1.5000])
+        """
+        grads = _seed_gradients([self], None if gradient is None else [gradient])
+        retain = create_graph if retain_graph is None else retain_graph
+        touched = run_backward([self], grads, retain_graph=retain, create_graph=create_graph)
+        _realize([self._node, *(t._node for t in touched), *pending_updates()])
+
+    # realization ----------------------------------------------------------------------------------
+    def _value(self) -> np.ndarray:
+        node = self._cell.node
+        if not node.realized:
+            _realize([node, *pending_updates()])
+        return node.numpy()
+
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        """The values as a numpy array sharing this tensor's memory (no copy when already computed)."""
+        if self.requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                               "instead.")
+        return self._value()
+
+    def item(self):
+        """The value of a one-element tensor as a Python number."""
+        if self.numel() != 1:
+            raise RuntimeError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
+        return self._value().reshape(()).item()
+
+    def tolist(self):
+        return self._value().tolist()
+
+    def __bool__(self):
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self.dtype.is_floating_point or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        values = self._value()
+        return values.astype(dtype) if dtype is not None else values
+
+    def __repr__(self):
+        suffixes = []
+        if self.grad_fn is not None:
+            suffixes.append(f"grad_fn=<{self.grad_fn.name()}>")
+        elif self.requires_grad:
+            suffixes.append("requires_grad=True")
+        return _repr.format_tensor(self._value(), self.dtype.name, suffixes)
+
+    __str__ = __repr__
+
+    def __hash__(self):
+        return id(self)
+
+    def __iter__(self):
+        if self.dim() == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        values = self.detach()._value()
+        return iter(tensor(values[i]) for i in range(self.shape[0]))
+
+    # the one entry point for recorded operations ---------------------------------------------------
+    def _elementwise(self, op_name: str, *others, name=None, positions=None) -> "Tensor":
+        return _apply(OPS[op_name], (self, *others), name=name, positions=positions)
+
+    def _select(self, value, other) -> "Tensor":
+        """where(self, value, other) for a bool mask `self`."""
+        return _apply(OPS["WHERE"], (self, value, other))
+
+    def _reduced(self, reduction: str, axes, keepdim) -> "Tensor":
+        """A reduction over `axes` (None: all), unrecorded: used inside composite ops."""
+        node = self._node
+        axes = tuple(range(self.dim())) if axes is None else axes
+        dt = node.dtype
+        if reduction == "SUM" and dt in ("bool", "int64"):
+            node, dt = _cast_node(node, int64), "int64"
+        kept = tuple(1 if k in axes else n for k, n in enumerate(node.shape))
+        reduced = Node.make(reduction, (node,), axes, kept, dt)
+        if not keepdim:
+            reduced = _reshape_node(reduced, tuple(n for k, n in enumerate(node.shape) if k not in axes))
+        return Tensor._wrap(reduced)
+
+    # arithmetic -----------------------------------------------------------------------------------
+    def __add__(self, other):
+        return _apply(OPS["ADD"], (self, other))
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        return _apply(OPS["SUB"], (self, other))
+
+    def __rsub__(self, other):
+        return _apply(OPS["SUB"], (other, self), name="RsubBackward1", positions=(1,))
+
+    def __mul__(self, other):
+        return _apply(OPS["MUL"], (self, other))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        return _apply(OPS["DIV"], (self, other))
+
+    def __rtruediv__(self, other):
+        return self.reciprocal() * other
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Tensor):
+            return _apply(OPS["POW"], (self, exponent))
+        return _apply(OPS["POW"], (self, exponent), name="PowBackward0", positions=(0,))
+
+    def __rpow__(self, base):
+        return _apply(OPS["POW"], (base, self), name="PowBackward2", positions=(1,))
+
+    def __neg__(self):
+        return _apply(OPS["NEG"], (self,))
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return self.abs()
+
+    def __lt__(self, other):
+        return _apply(OPS["LT"], (self, other))
+
+    def __le__(self, other):
+        return _apply(OPS["LE"], (self, other))
+
+    def __gt__(self, other):
+        return _apply(OPS["GT"], (self, other))
+
+    def __ge__(self, other):
+        return _apply(OPS["GE"], (self, other))
+
+    def __eq__(self, other):
+        return _apply(OPS["EQ"], (self, other))
+
+    def __ne__(self, other):
+        return _apply(OPS["NE"], (self, other))
+
+    def __and__(self, other):
+        return _logical("AND", self, other)
+
+    __rand__ = __and__
+
+    def __or__(self, other):
+        return _logical("OR", self, other)
+
+    __ror__ = __or__
+
+    def __invert__(self):
+        if self.dtype is not bool_:
+            raise NotImplementedError("bitwise not is only implemented for bool tensors")
+        return _apply(OPS["NOT"], (self,))
+
+    def add(self, other, *, alpha=1):
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self, other, *, alpha=1):
+        return self - (other if alpha == 1 else other * alpha)
+
+    subtract = sub
+
+    def mul(self, other):
+        return self * other
+
+    multiply = mul
+
+    def div(self, other):
+        return self / other
+
+    divide = true_divide = div
+
+    def pow(self, exponent):
+        return self ** exponent
+
+    def neg(self):
+        return -self
+
+    negative = neg
+
+    def reciprocal(self):
+        return _apply(OPS["RECIPROCAL"], (self,))
+
+    def exp(self):
+        return _apply(OPS["EXP"], (self,))
+
+    def log(self):
+        return _apply(OPS["LOG"], (self,))
+
+    def sqrt(self):
+        return _apply(OPS["SQRT"], (self,))
+
+    def tanh(self):
+        return _apply(OPS["TANH"], (self,))
+
+    def sigmoid(self):
+        return _apply(OPS["SIGMOID"], (self,))
+
+    def relu(self):
+        return _apply(OPS["RELU"], (self,))
+
+    def abs(self):
+        return _apply(OPS["ABS"], (self,))
+
+    absolute = abs
+
+    def sign(self):
+        return _apply(OPS["SIGN"], (self,))
+
+    def sin(self):
+        return _apply(OPS["SIN"], (self,))
+
+    def cos(self):
+        return _apply(OPS["COS"], (self,))
+
+    def clamp(self, min=None, max=None):
+        """Limit values to [min, max]; the gradient passes where min <= x <= max."""
+        if min is None and max is None:
+            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        tensors = isinstance(min, Tensor) or isinstance(max, Tensor)
+        return _apply(OPS["CLAMP"], (self, min, max), name="ClampBackward0" if tensors else None,
+                      positions=(0, 1, 2) if tensors else (0,))
+
+    clip = clamp
+
+    def clamp_min(self, min):
+        return self.clamp(min=min)
+
+    def clamp_max(self, max):
+        return self.clamp(max=max)
+
+    def maximum(self, other):
+        _require_tensor("maximum", other)
+        return _apply(OPS["MAXIMUM"], (self, other))
+
+    def minimum(self, other):
+        _require_tensor("minimum", other)
+        return _apply(OPS["MINIMUM"], (self, other))
+
+    def where(self, condition, other):
+        """`where(condition, self, other)`, as torch's method."""
+        return where(condition, self, other)
+
+    def lt(self, other):
+        return self < other
+
+    def le(self, other):
+        return self <= other
+
+    def gt(self, other):
+        return self > other
+
+    def ge(self, other):
+        return self >= other
+
+    def eq(self, other):
+        return self == other
+
+    def ne(self, other):
+        return self != other
+
+    def logical_and(self, other):
+        return self.bool() & other.bool()
+
+    def logical_or(self, other):
+        return self.bool() | other.bool()
+
+    def logical_not(self):
+        return ~self.bool()
+
+    # reductions -----------------------------------------------------------------------------------
+    def sum(self, dim=None, keepdim=False, *, dtype=None):
+        """Sum over all elements, or over `dim` (an int or a tuple of ints)."""
+        x = self if dtype is None else self.to(dtype)
+        axes = _axes(dim, x.dim())
+        op = OPS["SUM_ALL"] if dim is None else OPS["SUM_DIM"]
+        return _apply(op, (x,), arg=(axes, keepdim))
+
+    def mean(self, dim=None, keepdim=False, *, dtype=None):
+        """Mean over all elements, or over `dim` (an int or a tuple of ints)."""
+        x = self if dtype is None else self.to(dtype)
+        if not x.dtype.is_floating_point:
+            raise RuntimeError("mean(): could not infer output dtype. Input dtype must be either a floating point "
+                               f"or complex dtype. Got: {_TORCH_NAMES[x.dtype.name]}")
+        axes = _axes(dim, x.dim())
+        op = OPS["MEAN_ALL"] if dim is None else OPS["MEAN_DIM"]
+        return _apply(op, (x,), arg=(axes, keepdim))
+
+    def max(self, *args, **kwargs):
+        """The largest element (`dim=` forms come with issue 3)."""
+        return _extreme(self, "MAX_ALL", "max", args, kwargs)
+
+    def min(self, *args, **kwargs):
+        return _extreme(self, "MIN_ALL", "min", args, kwargs)
+
+    def norm(self, p="fro", dim=None, keepdim=False):
+        """The 2-norm of all elements."""
+        if p not in ("fro", 2, 2.0) or dim is not None or keepdim:
+            raise NotImplementedError("norm: only the 2-norm of the whole tensor is implemented")
+        if not self.dtype.is_floating_point:
+            raise RuntimeError(f"linalg.vector_norm: Expected a floating point or complex tensor as input. "
+                               f"Got {_TORCH_NAMES[self.dtype.name]}")
+        return _apply(OPS["NORM"], (self,))
+
+    # shape ----------------------------------------------------------------------------------------
+    def reshape(self, *shape):
+        """The same elements in a new shape (one size may be -1)."""
+        shape = _infer_shape(_size_args(shape), self.numel())
+        return _apply(OPS["RESHAPE"], (self,), arg=shape)
+
+    view = reshape
+
+    def view_as(self, other):
+        return self.reshape(other.shape)
+
+    reshape_as = view_as
+
+    def flatten(self):
+        return self.reshape(-1)
+
+    def expand(self, *sizes):
+        sizes = _size_args(sizes)
+        if len(sizes) < self.dim():
+            raise RuntimeError(f"expand(torch.FloatTensor{{[{', '.join(map(str, self.shape))}]}}, size=[{', '.join(map(str, sizes))}]): "
+                               "the number of sizes provided ({}) must be greater or equal to the number of "
+                               "dimensions in the tensor ({})".format(len(sizes), self.dim()))
+        offset = len(sizes) - self.dim()
+        target = []
+        for k, n in enumerate(sizes):
+            own = self.shape[k - offset] if k >= offset else 1
+            if n == -1:
+                n = own
+            if own != 1 and own != n:
+                raise RuntimeError(f"The expanded size of the tensor ({n}) must match the existing size ({own}) at "
+                                   f"non-singleton dimension {k}.  Target sizes: [{', '.join(map(str, sizes))}].  "
+                                   f"Tensor sizes: [{', '.join(map(str, self.shape))}]")
+            target.append(n)
+        return _apply(OPS["EXPAND"], (self,), arg=tuple(target))
+
+    def expand_as(self, other):
+        return self.expand(other.shape)
+
+    def sum_to_size(self, *size):
+        """Sum the broadcast dimensions away so that the result has shape `size`."""
+        size = _size_args(size)
+        if tuple(size) == tuple(self.shape):
+            return self
+        lead = self.dim() - len(size)
+        axes = tuple(k for k in range(self.dim()) if k < lead or (size[k - lead] == 1 and self.shape[k] != 1))
+        summed = self.sum(dim=axes, keepdim=True) if axes else self
+        return summed.reshape(size)
+
+    def clone(self):
+        return _apply(OPS["CLONE"], (self,))
+
+    def contiguous(self):
+        return self
+
+    # dtype conversion -----------------------------------------------------------------------------
+    def to(self, dtype_or_device=None, dtype=None, **kwargs):
+        target = dtype if dtype is not None else dtype_or_device
+        if target is None or isinstance(target, str):
+            return self
+        if target is self.dtype:
+            return self
+        return _apply(OPS["CAST"], (self,), arg=target)
+
+    def type(self, dtype=None):
+        return self.to(dtype)
+
+    def float(self):
+        return self.to(float32)
+
+    def double(self):
+        return self.to(float64)
+
+    def long(self):
+        return self.to(int64)
+
+    def bool(self):
+        return self.to(bool_)
+
+    # in place -------------------------------------------------------------------------------------
+    def _inplace(self, result_fn) -> "Tensor":
+        if self.is_leaf and self.requires_grad and GradMode.enabled:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        result = result_fn()
+        if tuple(result.shape) != tuple(self.shape):
+            raise RuntimeError(f"output with shape [{', '.join(map(str, self.shape))}] doesn't match the broadcast "
+                               f"shape [{', '.join(map(str, result.shape))}]")
+        if result.dtype is not self.dtype:
+            if _ORDER[result.dtype.name] > _ORDER[self.dtype.name] and (
+                    result.dtype.category > self.dtype.category):
+                raise RuntimeError(f"result type {_TORCH_NAMES[result.dtype.name]} can't be cast to the desired "
+                                   f"output type {_TORCH_NAMES[self.dtype.name]}")
+            result = result.to(self.dtype)
+        self._assign(result._node)
+        if result.requires_grad:
+            self._grad_node = result._grad_node
+        return self
+
+    def add_(self, other, *, alpha=1):
+        return self._inplace(lambda: self.add(other, alpha=alpha))
+
+    def sub_(self, other, *, alpha=1):
+        return self._inplace(lambda: self.sub(other, alpha=alpha))
+
+    def mul_(self, other):
+        return self._inplace(lambda: self * other)
+
+    def div_(self, other):
+        return self._inplace(lambda: self / other)
+
+    def clamp_(self, min=None, max=None):
+        return self._inplace(lambda: self.clamp(min, max))
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def fill_(self, value):
+        """Set every element to `value` (a number or a one-element tensor)."""
+        return self._inplace(lambda: full_like(self, value) if not isinstance(value, Tensor)
+                             else value.reshape(()).expand(self.shape) + zeros_like(self))
+
+    def copy_(self, src):
+        return self._inplace(lambda: src.expand(self.shape).to(self.dtype) if isinstance(src, Tensor)
+                             else tensor(src, dtype=self.dtype))
+
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.sub_(other)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
+
+
+# -- helpers of the Tensor API ---------------------------------------------------------------------
+def _require_tensor(name, other):
+    if not isinstance(other, Tensor):
+        raise TypeError(f"{name}(): argument 'other' (position 2) must be Tensor, not {type(other).__name__}")
+
+
+def _axes(dim, rank):
+    if dim is None:
+        return tuple(range(rank))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    axes = tuple(sorted({_normalize_dim(d, rank) for d in dims}))
+    return axes if rank > 0 else ()
+
+
+def _extreme(x, op_name, name, args, kwargs):
+    if args or kwargs:
+        raise NotImplementedError(f"{name}(dim=...) is not implemented yet; use {name}() over the whole tensor")
+    if x.numel() == 0:
+        raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. Specify the "
+                           "reduction dim with the 'dim' argument.")
+    return _apply(OPS[op_name], (x,))
+
+
+def _logical(op_name, a, b):
+    for t in (a, b):
+        if isinstance(t, Tensor) and t.dtype is not bool_:
+            raise NotImplementedError(f"{op_name.lower()} is only implemented for bool tensors")
+    return _apply(OPS[op_name], (a, b))
+
+
+def _seed_gradients(outputs, grad_outputs):
+    grads = []
+    for k, out in enumerate(outputs):
+        given = None if grad_outputs is None else grad_outputs[k]
+        if not out.requires_grad:
+            raise RuntimeError(f"element {k} of tensors does not require grad and does not have a grad_fn")
+        if given is None:
+            if out.numel() != 1:
+                raise RuntimeError("grad can be implicitly created only for scalar outputs")
+            given = ones_like(out)
+        elif not isinstance(given, Tensor):
+            given = tensor(given, dtype=out.dtype)
+        if tuple(given.shape) != tuple(out.shape):
+            raise RuntimeError(f"Mismatch in shape: grad_output[{k}] has a shape of {given.shape!r} and output[{k}] "
+                               f"has a shape of {out.shape!r}.")
+        grads.append(given.detach())
+    return grads
+
+
+def _operand_node(operand, dt: dtype, shape: tuple) -> Node:
+    if isinstance(operand, Tensor):
+        node = _cast_node(operand._node, dt)
+    else:
+        node = _constant(operand, dt)
+    return _expand_node(node, shape)
+
+
+def _compute_dtypes(op: Op, operands):
+    """(dtype the op computes in, dtype of its result)."""
+    values = operands[1:] if op.name == "WHERE" else operands
+    compute = result_type(*values)
+    if op.dtype_rule == TO_FLOAT and not compute.is_floating_point:
+        compute = get_default_dtype()
+    if op.dtype_rule == KEEP and op.kind == "elementwise" and op.name != "CAST":
+        compute = operands[0].dtype if isinstance(operands[0], Tensor) else compute
+    result = bool_ if op.dtype_rule == TO_BOOL else compute
+    return compute, result
+
+
+def _forward(op: Op, operands, arg) -> Tensor:
+    if op.kind == "composite":
+        with no_grad():
+            return op.forward(*operands, arg)
+    (x,) = operands
+    if op.name == "CAST":
+        return Tensor._wrap(_cast_node(x._node, arg))
+    if op.name == "RESHAPE":
+        return Tensor._wrap(_reshape_node(x._node, arg))
+    if op.name == "EXPAND":
+        return Tensor._wrap(_expand_node(x._node, arg))
+    raise NotImplementedError(f"no forward for {op.name}")
+
+
+def _apply(op: Op, operands, arg=None, name=None, positions=None) -> Tensor:
+    """Run `op` on `operands` (tensors and Python numbers) and record it for autograd if needed.
+
+    `positions` lists the operands that appear in `grad_fn.next_functions` (default: all), `name`
+    overrides the grad_fn name where torch names a variant differently (`RsubBackward1`).
+    """
+    if op.kind == "elementwise":
+        compute, result = _compute_dtypes(op, operands)
+        shape = broadcast_shapes(*(o.shape for o in operands if isinstance(o, Tensor)))
+        nodes = []
+        for k, o in enumerate(operands):
+            want = bool_ if (op.name == "WHERE" and k == 0) or op.name in ("AND", "OR", "NOT") else compute
+            nodes.append(_operand_node(o, want, shape))
+        out = Tensor._wrap(_elementwise_node(op.name, tuple(nodes), shape, result.name))
+    else:
+        out = _forward(op, operands, arg)
+    if GradMode.enabled and op.differentiable and out.dtype.is_floating_point:
+        if positions is None:
+            positions = tuple(range(len(operands)))
+        if any(isinstance(operands[p], Tensor) and operands[p].requires_grad for p in positions):
+            _record(op, operands, out, arg, name, positions)
+    return out
+
+
+def _record(op, operands, out, arg, name, positions):
+    saved = tuple((o._node, o._grad_node) if isinstance(o, Tensor) else o for o in operands)
+    next_functions = tuple(
+        ((operands[p]._grad_node, 0) if isinstance(operands[p], Tensor) else (None, 0)) for p in positions)
+    fn = backward_class(name or op.grad_fn)(op, saved, out._node, arg, next_functions, positions)
+    out._grad_node = fn
+
+
+# -- functions -------------------------------------------------------------------------------------
+def where(condition, input, other):
+    """Elements of `input` where `condition` holds, else of `other`.
+
+    >>> import symgrad
+    >>> x = symgrad.tensor([-1.0, 2.0])
+    >>> symgrad.where(x > 0, x, 0.0)
+    tensor([0., 2.])
+    """
+    if not isinstance(condition, Tensor) or condition.dtype is not bool_:
+        raise RuntimeError("where expected condition to be a boolean tensor, but got a tensor with dtype "
+                           f"{_TORCH_NAMES[condition.dtype.name] if isinstance(condition, Tensor) else 'None'}")
+    return _apply(OPS["WHERE"], (condition, input, other))
+
+
+def maximum(input, other):
+    _require_tensor("maximum", other)
+    return input.maximum(other)
+
+
+def minimum(input, other):
+    _require_tensor("minimum", other)
+    return input.minimum(other)
+
+
+def _from_python(data, dtype_):
+    if isinstance(data, Tensor):
+        return data.detach()._value().copy()
+    array = np.array(data)
+    if array.dtype == object:
+        raise TypeError(f"Could not infer dtype of {type(data).__name__}")
+    if dtype_ is None:
+        if array.dtype.kind == "b":
+            dtype_ = bool_
+        elif array.dtype.kind in "iu":
+            dtype_ = int64
+        elif array.dtype == np.float64 and not isinstance(data, np.ndarray):
+            dtype_ = get_default_dtype()
+        elif array.dtype.kind == "f":
+            dtype_ = float64 if array.dtype == np.float64 else float32
+        else:
+            raise TypeError(f"can't convert np.ndarray of type numpy.{array.dtype}. The only supported types are: "
+                            "float64, float32, int64, and bool.")
+    return array.astype(NUMPY_DTYPE[dtype_.name]), dtype_
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
+    """A tensor holding a copy of `data` (nested lists, numbers, numpy arrays).
+
+    >>> import symgrad
+    >>> symgrad.tensor([[1, 2], [3, 4]])
+    tensor([[1, 2],
+            [3, 4]])
+    """
+    if isinstance(data, Tensor):
+        array = data.detach()._value().astype(NUMPY_DTYPE[(dtype or data.dtype).name])
+    else:
+        array, dtype = _from_python(data, dtype)
+    t = Tensor._wrap(Node.from_array(array.copy()))
+    if requires_grad:
+        t.requires_grad_()
+    return t
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing memory with a contiguous numpy array."""
+    return Tensor._wrap(Node.from_array(array))
+
+
+def FloatTensor(data) -> Tensor:
+    return tensor(data, dtype=float32)
+
+
+def DoubleTensor(data) -> Tensor:
+    return tensor(data, dtype=float64)
+
+
+def LongTensor(data) -> Tensor:
+    return tensor(data, dtype=int64)
+
+
+def full(size, fill_value, *, dtype=None, requires_grad=False) -> Tensor:
+    """A tensor of shape `size` filled with `fill_value` (computed lazily, never stored until needed)."""
+    size = tuple(int(d) for d in size)
+    dt = dtype or _scalar_dtype(fill_value)
+    t = Tensor._wrap(_expand_node(_constant(fill_value, dt), size))
+    if requires_grad:
+        t.requires_grad_()
+    return t
+
+
+def ones(*size, dtype=None, requires_grad=False) -> Tensor:
+    """A tensor of ones.
+
+    >>> import symgrad
+    >>> symgrad.ones(2, 2, requires_grad=True)
+    tensor([[1., 1.],
+            [1., 1.]], requires_grad=True)
+    """
+    return full(_size_args(size), 1, dtype=dtype or get_default_dtype(), requires_grad=requires_grad)
+
+
+def zeros(*size, dtype=None, requires_grad=False) -> Tensor:
+    return full(_size_args(size), 0, dtype=dtype or get_default_dtype(), requires_grad=requires_grad)
+
+
+def full_like(input, fill_value, *, dtype=None, requires_grad=False) -> Tensor:
+    return full(input.shape, fill_value, dtype=dtype or input.dtype, requires_grad=requires_grad)
+
+
+def ones_like(input, *, dtype=None, requires_grad=False) -> Tensor:
+    return full_like(input, 1, dtype=dtype, requires_grad=requires_grad)
+
+
+def zeros_like(input, *, dtype=None, requires_grad=False) -> Tensor:
+    return full_like(input, 0, dtype=dtype, requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, *, dtype=None, requires_grad=False) -> Tensor:
+    """Values from `start` to `end` (exclusive) by `step`; int64 unless a bound is a float."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        floats = any(isinstance(v, float) for v in (start, end, step))
+        dtype = get_default_dtype() if floats else int64
+    count = builtins.max(0, math.ceil((end - start) / step))
+    values = (start + step * np.arange(count, dtype=np.float64)).astype(NUMPY_DTYPE[dtype.name])
+    return tensor(values, dtype=dtype, requires_grad=requires_grad)
+
+
+class _Generator:
+    """The random state behind randn/rand (numpy's PCG64; torch's numbers are not reproduced)."""
+
+    state = np.random.default_rng(0)
+
+
+def manual_seed(seed: int):
+    _Generator.state = np.random.default_rng(int(seed))
+    return _Generator
+
+
+def randn(*size, dtype=None, requires_grad=False) -> Tensor:
+    """Standard normal samples."""
+    dt = dtype or get_default_dtype()
+    values = _Generator.state.standard_normal(_size_args(size)).astype(NUMPY_DTYPE[dt.name])
+    return tensor(values, dtype=dt, requires_grad=requires_grad)
+
+
+def rand(*size, dtype=None, requires_grad=False) -> Tensor:
+    """Uniform samples in [0, 1)."""
+    dt = dtype or get_default_dtype()
+    values = _Generator.state.random(_size_args(size)).astype(NUMPY_DTYPE[dt.name])
+    return tensor(values, dtype=dt, requires_grad=requires_grad)
+
+
+def randn_like(input, *, dtype=None, requires_grad=False) -> Tensor:
+    return randn(*input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
+
+
+def rand_like(input, *, dtype=None, requires_grad=False) -> Tensor:
+    return rand(*input.shape, dtype=dtype or input.dtype, requires_grad=requires_grad)
