@@ -121,7 +121,7 @@ def _vjp_of_forward(op: Op, grad, inputs, arg, create_graph):
     with enable_grad():
         out = op.forward(*leaves, arg)
     wanted = [x for x in leaves if _wants_grad(x)]
-    found = iter(grad_of(out, wanted, grad, create_graph=create_graph, allow_unused=True))
+    found = iter(_gradients(out, wanted, grad, create_graph=create_graph, allow_unused=True))
     return [next(found) if _wants_grad(x) else None for x in leaves]
 
 
@@ -222,6 +222,16 @@ def grad_of(outputs, inputs, grad_outputs=None, *, retain_graph=None, create_gra
     >>> symgrad.autograd.grad(x * x, x)
     (tensor(6.),)
     """
+    from .schedule import realize
+    from .tensor import pending_updates
+
+    result = _gradients(outputs, inputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph,
+                        allow_unused=allow_unused)
+    realize([*(g._node for g in result if g is not None), *pending_updates()])
+    return result
+
+
+def _gradients(outputs, inputs, grad_outputs=None, *, retain_graph=None, create_graph=False, allow_unused=False):
     from .tensor import Tensor, _seed_gradients
 
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
@@ -240,8 +250,4 @@ def grad_of(outputs, inputs, grad_outputs=None, *, retain_graph=None, create_gra
         if g is None and not allow_unused:
             raise RuntimeError("One of the differentiated Tensors appears to not have been used in the graph. "
                                "Set allow_unused=True if this is the desired behavior.")
-    result = tuple(g if g is None or create_graph else g.detach() for g in found)
-    from .schedule import realize
-    if not create_graph:
-        realize([g._node for g in result if g is not None])
-    return result
+    return tuple(g if g is None or create_graph else g.detach() for g in found)

@@ -778,6 +778,14 @@ class Tensor:
     def min(self, *args, **kwargs):
         return _extreme(self, "MIN_ALL", "min", args, kwargs)
 
+    def all(self):
+        """True if every element is nonzero (a bool tensor)."""
+        return self.bool()._reduced("MIN", None, False)
+
+    def any(self):
+        """True if some element is nonzero (a bool tensor)."""
+        return self.bool()._reduced("MAX", None, False)
+
     def norm(self, p="fro", dim=None, keepdim=False):
         """The 2-norm of all elements."""
         if p not in ("fro", 2, 2.0) or dim is not None or keepdim:

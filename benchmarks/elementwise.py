@@ -1,0 +1,95 @@
+"""The elementwise chain mean(exp(tanh(x) * sigmoid(x) + x * x)) on 4M float32, forward + backward.
+
+Contenders: symgrad (one fused native program per step), numpy written by hand (the floor a careful
+user reaches without a compiler), torch eager (if installed). Also the memory floor: a forward+backward
+step must at least read x and write its gradient, 8 bytes per element, at the measured copy bandwidth.
+
+Run: python benchmarks/elementwise.py [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+N = 4 * 1024 * 1024
+
+
+def symgrad_step(x):
+    import symgrad
+
+    def step():
+        x.grad = None
+        loss = (symgrad.tanh(x) * symgrad.sigmoid(x) + x * x).exp().mean()
+        loss.backward()
+        return loss
+
+    return step
+
+
+def numpy_step(x):
+    def step():
+        t = np.tanh(x)
+        s = 1 / (1 + np.exp(-x))
+        e = np.exp(t * s + x * x)
+        loss = e.mean()
+        grad = (e / x.size) * ((1 - t * t) * s + t * s * (1 - s) + 2 * x)
+        return loss, grad
+
+    return step
+
+
+def torch_step(x):
+    import torch
+
+    def step():
+        x.grad = None
+        loss = (torch.tanh(x) * torch.sigmoid(x) + x * x).exp().mean()
+        loss.backward()
+        return loss
+
+    return step
+
+
+def main(argv=None) -> list[str]:
+    from benchmarks.timing import copy_bandwidth, interleaved_medians, report
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args(argv)
+
+    import symgrad
+
+    data = np.random.default_rng(0).standard_normal(N).astype(np.float32) * 0.5
+    x = symgrad.tensor(data, requires_grad=True)
+    contenders = {"symgrad": symgrad_step(x), "numpy (by hand)": numpy_step(data)}
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        contenders["torch eager (1 thread)"] = torch_step(torch.tensor(data, requires_grad=True))
+    except ImportError:
+        torch = None
+
+    # correctness first: the gradients agree
+    contenders["symgrad"]()
+    _, expected = numpy_step(data.astype(np.float64))()
+    error = np.abs(x.grad.numpy() - expected).max() / np.abs(expected).max()
+    assert error < 1e-5, f"symgrad gradient differs from numpy float64 by {error:.2e}"
+
+    medians = interleaved_medians(contenders, rounds=args.rounds)
+    floor = 8 * N / copy_bandwidth()
+    medians["memory floor (8 B/elem)"] = floor
+    baseline = "torch eager (1 thread)" if torch is not None else "numpy (by hand)"
+    extra = [f"symgrad / memory floor: {medians['symgrad'] / floor:.2f}x",
+             f"max relative gradient error vs float64 numpy: {error:.1e}"]
+    return report(f"elementwise chain, {N} float32, forward+backward (median per step; pid {os.getpid()})",
+                  medians, baseline, extra)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    main()

@@ -1,0 +1,53 @@
+"""Timing helpers shared by the benchmarks: interleaved rounds, medians, ratios.
+
+This machine is shared and noisy, so contenders are timed in interleaved rounds (A, B, C, A, B, C, ...)
+and compared by the median of their per-call times; a single absolute time means little here.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+
+def interleaved_medians(contenders: dict, rounds: int = 15, calls_per_round: int = 3, warmup: int = 2) -> dict:
+    """{name: median seconds per call} for zero-argument callables timed in interleaved rounds."""
+    for fn in contenders.values():
+        for _ in range(warmup):
+            fn()
+    samples = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            for _ in range(calls_per_round):
+                fn()
+            samples[name].append((time.perf_counter() - start) / calls_per_round)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def report(title: str, medians: dict, baseline: str, lines: list[str] | None = None) -> list[str]:
+    """Lines with each median and its ratio to `baseline` (printed and returned)."""
+    out = [title]
+    base = medians.get(baseline)
+    for name, seconds in medians.items():
+        ratio = f"{seconds / base:6.3f}x {baseline}" if base else ""
+        out.append(f"  {name:<28s} {seconds * 1e3:9.3f} ms   {ratio}")
+    for line in lines or []:
+        out.append("  " + line)
+    print("\n".join(out), flush=True)
+    return out
+
+
+def copy_bandwidth(nbytes: int = 200_000_000) -> float:
+    """Measured memory bandwidth of a plain copy, bytes per second (read + write counted)."""
+    import numpy as np
+
+    src = np.ones(nbytes // 8, np.float32)
+    dst = np.empty_like(src)
+    best = min(_timed(lambda: np.copyto(dst, src)) for _ in range(5))
+    return 2 * src.nbytes / best
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
