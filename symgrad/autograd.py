@@ -222,13 +222,9 @@ def grad_of(outputs, inputs, grad_outputs=None, *, retain_graph=None, create_gra
     >>> symgrad.autograd.grad(x * x, x)
     (tensor(6.),)
     """
-    from .schedule import realize
-    from .tensor import pending_updates
-
-    result = _gradients(outputs, inputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph,
-                        allow_unused=allow_unused)
-    realize([*(g._node for g in result if g is not None), *pending_updates()])
-    return result
+    # NOTE: the gradients stay lazy: they are computed when observed, and can be inspected before.
+    return _gradients(outputs, inputs, grad_outputs, retain_graph=retain_graph, create_graph=create_graph,
+                      allow_unused=allow_unused)
 
 
 def _gradients(outputs, inputs, grad_outputs=None, *, retain_graph=None, create_graph=False, allow_unused=False):

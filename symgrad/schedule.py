@@ -43,16 +43,32 @@ def program_cache_size() -> int:
     return len(_ProgramCache.plans)
 
 
-def realize(nodes) -> None:
-    """Compute every node in `nodes` (and nothing already computed)."""
+def realize(nodes, store_if_computed=()) -> None:
+    """Compute every node in `nodes` (and nothing already computed).
+
+    Nodes in `store_if_computed` (pending in-place updates of live tensors) are stored too when the
+    program computes them anyway, so that their history is cut without running anything extra.
+    """
+    found = plan_for(nodes, store_if_computed)
+    if found is not None:
+        plan, targets, leaves, scalars = found
+        plan.run(targets, leaves, scalars)
+
+
+def plan_for(nodes, store_if_computed=()):
+    """The compiled plan computing `nodes` (from the cache when the structure was seen before), with
+    this call's targets, input leaves and runtime scalars; None when everything is computed."""
     targets = _unique(n for n in nodes if not n.realized)
     if not targets:
-        return
+        return None
     _resolve_views(pending_postorder(targets))
     targets = [n for n in targets if not n.realized]
     if not targets:
-        return
+        return None
     order = pending_postorder(targets)
+    in_order = {id(n) for n in order}
+    extra = [n for n in _unique(store_if_computed) if id(n) in in_order and not n.realized]
+    targets = _unique([*targets, *extra])
     key, leaves, scalars = _structure(order, targets)
     plan = _ProgramCache.plans.get(key)
     if plan is None:
@@ -60,7 +76,7 @@ def realize(nodes) -> None:
         if len(_ProgramCache.plans) >= PROGRAM_CACHE_LIMIT:
             _ProgramCache.plans.pop(next(iter(_ProgramCache.plans)))
         _ProgramCache.plans[key] = plan
-    plan.run(targets, leaves, scalars)
+    return plan, targets, leaves, scalars
 
 
 def _unique(nodes):

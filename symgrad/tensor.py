@@ -207,16 +207,15 @@ class _Updated:
     cells: "weakref.WeakSet[Cell]" = weakref.WeakSet()
 
 
-def pending_updates() -> list[Node]:
-    nodes = [c.node for c in list(_Updated.cells) if not c.node.realized]
-    _Updated.cells.clear()
-    return nodes
-
-
 def _realize(nodes):
+    """Compute `nodes`; pending in-place updates that the program computes anyway are stored too."""
     from .schedule import realize
 
-    realize(nodes)
+    cells = list(_Updated.cells)
+    realize(nodes, [c.node for c in cells])
+    for cell in cells:
+        if cell.node.realized:
+            _Updated.cells.discard(cell)
 
 
 # -- shapes ----------------------------------------------------------------------------------------
@@ -321,7 +320,7 @@ def _elementwise_node(op: str, nodes: tuple, shape: tuple, dt: str) -> Node:
         return nodes[1]
     node = Node.make(op, nodes, None, shape, dt)
     if node.pending_size > PENDING_LIMIT:
-        _realize([node, *pending_updates()])
+        _realize([node])
     return node
 
 
@@ -479,13 +478,13 @@ class Tensor:
         grads = _seed_gradients([self], None if gradient is None else [gradient])
         retain = create_graph if retain_graph is None else retain_graph
         touched = run_backward([self], grads, retain_graph=retain, create_graph=create_graph)
-        _realize([self._node, *(t._node for t in touched), *pending_updates()])
+        _realize([self._node, *(t._node for t in touched)])
 
     # realization ----------------------------------------------------------------------------------
     def _value(self) -> np.ndarray:
         node = self._cell.node
         if not node.realized:
-            _realize([node, *pending_updates()])
+            _realize([node])
         return node.numpy()
 
     def numpy(self, *, force: bool = False) -> np.ndarray:

@@ -1,0 +1,50 @@
+"""The seed programs in examples/ run unchanged and print what torch prints for them."""
+import pathlib
+import re
+import runpy
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name, capsys):
+    runpy.run_path(str(EXAMPLES / name), run_name="__main__")
+    return capsys.readouterr().out
+
+
+def test_seed1_mean_of_square(capsys):
+    out = run_example("seed1_mean_of_square.py", capsys)
+    assert out.startswith("tensor([[1., 1.],\n        [1., 1.]], requires_grad=True)\n"
+                          "tensor([[3., 3.],\n        [3., 3.]], grad_fn=<AddBackward0>)\n")
+    assert re.search(r"<AddBackward0 object at 0x[0-9a-f]+>", out)
+    assert "tensor(27., grad_fn=<MeanBackward0>)" in out
+    assert out.endswith("tensor([[4.5000, 4.5000],\n        [4.5000, 4.5000]])\n")
+
+
+def test_seed2_loop_until_norm(capsys):
+    out = run_example("seed2_loop_until_norm.py", capsys)
+    assert "grad_fn=<MulBackward0>" in out
+    assert re.search(r"x.grad == 2\*\*k \* v for k = \d+ : True", out)
+
+
+def test_seed3_integer_weights(capsys):
+    assert run_example("seed3_integer_weights.py", capsys) == "tensor([242.])\n"
+
+
+def test_seed4_linear_regression(capsys):
+    out = run_example("seed4_linear_regression.py", capsys)
+    assert out == "tensor([2.0000], requires_grad=True)\ntensor([3.0000], requires_grad=True)\n"
+
+
+def test_seed5_autograd_tools(capsys):
+    out = run_example("seed5_autograd_tools.py", capsys).splitlines()
+    assert out == ["tensor([2., 2., 2.])", "tensor([ 4.,  8., 12.])", "tensor([14., 18., 22.])",
+                   "False None", "False"]
+
+
+@pytest.mark.slow
+def test_demo_runs(capsys):
+    out = run_example("demo.py", capsys)
+    assert "out = tensor(27., grad_fn=<MeanBackward0>)" in out
+    assert re.search(r"symgrad [\d.]+ ms, numpy by hand [\d.]+ ms", out)

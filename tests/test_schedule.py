@@ -1,0 +1,89 @@
+"""Execution: fusion, caching by structure, runtime scalars, bounded pending graphs."""
+import numpy as np
+
+import codegen
+import symgrad
+from symgrad.graph import PENDING_LIMIT, pending_postorder
+from symgrad.schedule import plan_for
+
+
+def train_linear_regression(steps, learning_rates):
+    symgrad.manual_seed(0)
+    x = symgrad.randn(120, 1)
+    y = 2 * x + 3
+    b = symgrad.randn(1, requires_grad=True)
+    w = symgrad.randn(1, requires_grad=True)
+    compiles = []
+    for step in range(steps):
+        loss = ((y - (b + w * x)) ** 2).mean()
+        loss.backward()
+        with symgrad.no_grad():
+            b -= learning_rates(step) * b.grad
+            w -= learning_rates(step) * w.grad
+        b.grad.zero_()
+        w.grad.zero_()
+        compiles.append(codegen.compile_count())
+    return w, b, compiles
+
+
+def test_training_loop_stops_compiling_and_a_changing_learning_rate_is_a_runtime_value():
+    w, b, compiles = train_linear_regression(60, lambda step: 0.2 * 0.98 ** step)
+    assert compiles[-1] == compiles[5], "a steady training loop must not compile after its first steps"
+    # the learning rate changed every step: if it were baked into the code, every step would compile
+    assert abs(w.item() - 2) < 0.5 and abs(b.item() - 3) < 0.5
+
+
+def test_same_loop_body_twice_compiles_nothing_the_second_time():
+    train_linear_regression(3, lambda step: 0.1)
+    before = codegen.compile_count()
+    train_linear_regression(3, lambda step: 0.05)
+    assert codegen.compile_count() == before
+
+
+def test_forward_reduction_and_elementwise_gradient_share_one_loop():
+    x = symgrad.randn(1000, requires_grad=True)
+    loss = (x.tanh() * x.sigmoid() + x * x).exp().mean()
+    (grad,) = symgrad.autograd.grad(loss, x)
+    plan, *_ = plan_for([loss._node, grad._node])
+    big = [k for k in plan.program.kernels if k.shape == (1000,)]
+    assert len(big) == 1, "the forward sum and the gradient should be one loop nest over x"
+    assert sorted(s.reduce or "none" for s in big[0].stores) == ["none", "sum"]
+
+
+def test_pending_graph_stays_bounded_without_observation():
+    y = symgrad.ones(4)
+    for _ in range(5 * PENDING_LIMIT):
+        y = y * 1.0001
+    assert len(pending_postorder([y._node])) <= PENDING_LIMIT + 1
+    np.testing.assert_allclose(y.numpy(), 1.0001 ** (5 * PENDING_LIMIT), rtol=1e-3)
+
+
+def test_parameter_updates_are_realized_with_the_next_program():
+    w = symgrad.ones(3, requires_grad=True)
+    for _ in range(20):
+        (w * w).sum().backward()
+        with symgrad.no_grad():
+            w -= 0.01 * w.grad
+        w.grad.zero_()
+    # the history of w is cut at every backward: its pending graph is a handful of nodes, not 20 steps
+    assert len(pending_postorder([w._node])) < 10
+    np.testing.assert_allclose(w.detach().numpy(), 0.98 ** 20, rtol=1e-5)
+
+
+def test_reshape_and_expand_of_a_computed_tensor_are_views():
+    x = symgrad.arange(6.0)
+    x.numpy()
+    y = x.reshape(2, 3)
+    assert np.shares_memory(y.numpy(), x.numpy())
+    z = symgrad.tensor([1.0, 2.0]).reshape(2, 1).expand(2, 3)
+    assert z.numpy().strides[1] == 0
+    assert z.tolist() == [[1.0] * 3, [2.0] * 3]
+
+
+def test_reshape_of_a_pending_value_with_incompatible_layout_is_computed_correctly():
+    a = symgrad.arange(12.0).reshape(3, 4)
+    b = (a * 2).reshape(4, 3) + symgrad.arange(3.0)
+    expected = (np.arange(12.0).reshape(3, 4) * 2).reshape(4, 3) + np.arange(3.0)
+    np.testing.assert_allclose(b.numpy(), expected)
+    c = (a + 1).reshape(12).sum()
+    assert c.item() == 78.0
