@@ -25,9 +25,11 @@ FREED_MESSAGE = (
 
 
 class GradMode:
-    """Whether operations are recorded (torch.is_grad_enabled)."""
+    """Whether operations are recorded (torch.is_grad_enabled), and whether a backward walk is running
+    (the walk builds a graph bounded by the forward graph, so it never realizes midway)."""
 
     enabled = True
+    in_backward = False
 
 
 class BackwardFunction:
@@ -160,14 +162,25 @@ def run_backward(roots, grads, *, retain_graph=False, create_graph=False, captur
     With `capture` (a list of grad functions), gradients reaching those functions are returned in that
     order instead of being accumulated into `.grad` (this is `autograd.grad`).
     """
-    from .tensor import Tensor, set_grad_enabled
-
     functions = [r._grad_node for r in roots]
     pending = {}
     for fn, g in zip(functions, grads):
         _add(pending, fn, g)
     captured = {id(fn): None for fn in capture} if capture is not None else None
     touched = []
+    outer, GradMode.in_backward = GradMode.in_backward, True
+    try:
+        _walk(functions, pending, captured, touched, retain_graph, create_graph)
+    finally:
+        GradMode.in_backward = outer
+    if captured is not None:
+        return [captured[id(fn)] for fn in capture]
+    return touched
+
+
+def _walk(functions, pending, captured, touched, retain_graph, create_graph):
+    from .tensor import set_grad_enabled
+
     with set_grad_enabled(create_graph):
         for fn in _topological(functions):
             grad = pending.pop(id(fn), None)
@@ -189,9 +202,6 @@ def run_backward(roots, grads, *, retain_graph=False, create_graph=False, captur
                     _add(pending, child, g)
             if not retain_graph and fn.op.saves:
                 fn.saved = None
-    if captured is not None:
-        return [captured[id(fn)] for fn in capture]
-    return touched
 
 
 def _add(pending, fn, g):

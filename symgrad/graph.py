@@ -62,7 +62,8 @@ class Node:
         self.buffer: Buffer | None = None
         self.strides: tuple[int, ...] = ()
         self.offset = 0
-        self.pending_size = 1 + sum(i.pending_size for i in inputs)
+        # an estimate (shared inputs count twice), capped: it only decides when to realize early
+        self.pending_size = min(1 + sum(i.pending_size for i in inputs), 4 * PENDING_LIMIT)
         self._key = None
 
     @classmethod

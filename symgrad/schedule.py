@@ -31,6 +31,9 @@ import numpy as np
 REDUCTIONS = {"SUM": "sum", "MAX": "max", "MIN": "min"}
 MOVEMENT = ("RESHAPE", "EXPAND")
 PROGRAM_CACHE_LIMIT = 512
+# NOTE: a fused body grows with every op it inlines, and SymPy's work on it grows faster than that;
+# past this many inlined nodes an intermediate value is stored and loaded instead.
+MAX_FUSED_NODES = 40
 
 
 class _ProgramCache:
@@ -92,10 +95,15 @@ def _unique(nodes):
 def _resolve_views(order):
     for node in order:
         if node.op in MOVEMENT and node.inputs[0].realized:
+            source = node.inputs[0]
             view = _view_strides(node)
             if view is not None:
-                source = node.inputs[0]
                 node.set_buffer(source.buffer, view, source.offset)
+            else:
+                # NOTE: a reshape that strides cannot express (e.g. flattening an expanded tensor)
+                # would need div/mod in kernel indexing; one host-side copy is simpler and rare.
+                array = np.ascontiguousarray(source.numpy()).reshape(node.shape)
+                node.set_buffer(Buffer.of(array), contiguous_strides(node.shape))
 
 
 def _view_strides(node):
@@ -149,7 +157,7 @@ class _Plan:
         self.leaf_count = len(leaves)
         position = {id(n): k for k, n in enumerate(order)}
         self.target_positions = [position[id(t)] for t in targets]
-        forced: set[int] = set()
+        forced: set[int] = _cut_long_chains(order, self.target_positions)
         while True:
             stored = [n for n in order if id(n) in forced or n.op in REDUCTIONS
                       or position[id(n)] in self.target_positions]
@@ -160,6 +168,8 @@ class _Plan:
                 self._build(position, stored, loaded, leaves, scalars)
                 break
             except _NeedsBuffer as missing:
+                if missing.node.realized or id(missing.node) in forced:
+                    raise AssertionError(f"scheduler cannot lay out {missing.node}") from None
                 forced.add(id(missing.node))
         self.native = codegen.compile_program(self.program)
 
@@ -305,6 +315,23 @@ class _ExpressionBuilder:
     def _space_extent(self):
         root = self.root
         return root.inputs[0].shape if root.op in REDUCTIONS else root.shape
+
+
+def _cut_long_chains(order, target_positions):
+    """Nodes to store so that no kernel body inlines more than MAX_FUSED_NODES distinct graph nodes."""
+    inlined: dict[int, frozenset] = {}
+    cut: set[int] = set()
+    targets = set(target_positions)
+    for k, node in enumerate(order):
+        inside = frozenset({id(node)}).union(*(inlined[id(c)] for c in node.inputs if not c.realized))
+        if len(inside) > MAX_FUSED_NODES and node.op not in MOVEMENT and node.inputs:
+            cut.add(id(node))
+            inside = frozenset()
+        # reductions and requested values are cut points already: consumers load them
+        inlined[id(node)] = frozenset() if (node.op in REDUCTIONS or id(node) in cut) else inside
+        if k in targets and node.op not in REDUCTIONS:
+            inlined[id(node)] = inside
+    return cut
 
 
 def _identity_map(rank):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import builtins
 import functools
 import math
+import warnings
 import weakref
 
 import numpy as np
@@ -319,7 +320,7 @@ def _elementwise_node(op: str, nodes: tuple, shape: tuple, dt: str) -> Node:
     if op == "MUL" and _is_constant(nodes[0], 1) and nodes[1].dtype == dt:
         return nodes[1]
     node = Node.make(op, nodes, None, shape, dt)
-    if node.pending_size > PENDING_LIMIT:
+    if node.pending_size > PENDING_LIMIT and not GradMode.in_backward:
         _realize([node])
     return node
 
@@ -331,8 +332,11 @@ class Tensor:
     __slots__ = ("_cell", "_grad_node", "_grad", "_retains", "__weakref__")
     __array_priority__ = 1000  # so numpy_array * tensor calls Tensor.__rmul__
 
-    def __init__(self, *args, **kwargs):
-        raise TypeError("create tensors with symgrad.tensor(...), symgrad.ones(...), ...")
+    def __new__(cls, *args):
+        """torch's legacy constructor: `Tensor([1, 2])` is a float32 copy, `Tensor(2, 3)` is uninitialised."""
+        if len(args) == 1 and not isinstance(args[0], int):
+            return tensor(args[0], dtype=float32)
+        return zeros(*args)
 
     # construction ---------------------------------------------------------------------------------
     @classmethod
@@ -426,6 +430,11 @@ class Tensor:
 
     @property
     def grad(self):
+        if self._grad is None and not self.is_leaf and not self._retains:
+            warnings.warn(
+                "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad attribute "
+                "won't be populated during autograd.backward(). If you indeed want the .grad field to be populated "
+                "for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor.", UserWarning, stacklevel=2)
         return self._grad
 
     @grad.setter
