@@ -613,5 +613,16 @@ class _Body:
             result = self.b.or_(result, v)
         return result
 
+    def _print_ITE(self, e, dtype):
+        condition, then, otherwise = (self.value(a, "bool") for a in e.args)
+        return self.b.select(condition, then, otherwise)
+
+    def _print_Xor(self, e, dtype):
+        values = [self.value(a, "bool") for a in e.args]
+        result = values[0]
+        for v in values[1:]:
+            result = self.b.xor(result, v)
+        return result
+
     def _print_Not(self, e, dtype):
         return self.b.xor(self.value(e.args[0], "bool"), ir.Constant(I1, 1))

@@ -93,3 +93,20 @@ def test_canonical_loops_merge_contiguous_axes_and_keep_reduced_ones():
 def test_access_with_wrong_rank_is_rejected():
     with pytest.raises(ValueError, match="strides"):
         Kernel((2, 3), (Load(x, 0, (1,)),), ())
+
+
+def test_boolean_forms_sympy_creates_are_lowered():
+    # SymPy rewrites nested Piecewise conditions into ITE and may produce Xor
+    a = np.array([3.0, 1.0, -1.0], np.float64)
+    b = np.array([1.0, 2.0, -2.0], np.float64)
+    ite, xor = np.zeros(3, np.bool_), np.zeros(3, np.bool_)
+    condition = sympy.ITE(x > y, sympy.false, x > 2 * y)
+    kernel = Kernel((3,), (Load(x, 0, (1,)), Load(y, 1, (1,))), (
+        Store(2, (1,), condition), Store(3, (1,), sympy.Xor(x > 0, y > 0))))
+    run(Program(("float64", "float64", "bool", "bool"), (kernel,)), [a, b, ite, xor])
+    assert ite.tolist() == [False, False, False]
+    assert xor.tolist() == [False, True, False]
+    a[:] = [0.5, -1.5, 3.0]
+    b[:] = [0.1, -1.0, -2.0]
+    run(Program(("float64", "float64", "bool", "bool"), (kernel,)), [a, b, ite, xor])
+    assert ite.tolist() == [False, True, False] and xor.tolist() == [False, False, True]
