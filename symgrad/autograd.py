@@ -252,8 +252,8 @@ def _gradients(outputs, inputs, grad_outputs=None, *, retain_graph=None, create_
             raise RuntimeError("One of the differentiated Tensors does not require grad")
     retain = create_graph if retain_graph is None else retain_graph
     found = run_backward(outputs, grads, retain_graph=retain, create_graph=create_graph, capture=capture)
-    for x, g in zip(inputs, found):
+    for index, g in enumerate(found):
         if g is None and not allow_unused:
-            raise RuntimeError("One of the differentiated Tensors appears to not have been used in the graph. "
-                               "Set allow_unused=True if this is the desired behavior.")
+            raise RuntimeError(f"The differentiated Tensor at index {index} appears to not have been used in the "
+                               "graph. Set allow_unused=True if this is the desired behavior.")
     return tuple(g if g is None or create_graph else g.detach() for g in found)

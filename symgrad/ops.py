@@ -15,6 +15,7 @@ Like `derivatives.yaml`, the table reads top to bottom as one list of rules.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -60,13 +61,21 @@ def _minimum_vjp(g, inputs, out, arg):
 
 def _pow_vjp(g, inputs, out, arg):
     base, exponent = inputs
-    d_base = g * exponent * base ** (exponent - 1)
-    # NOTE: torch defines d/db a**b as 0 where a == 0 and b >= 0, instead of 0 * log(0) = nan.
-    d_exponent = None
+    d_base = d_exponent = None
+    if not isinstance(base, (int, float)):
+        if isinstance(exponent, (int, float)):
+            d_base = g * 0.0 if exponent == 0 else g * exponent * base ** (exponent - 1)
+        else:
+            # NOTE: torch makes d/da a**b zero where b == 0, where b * a**(b-1) is nan at a == 0.
+            d_base = _where(exponent == 0, 0.0, g * exponent * base ** (exponent - 1))
     if not isinstance(exponent, (int, float)):
-        d_exponent = _where((base == 0) & (exponent >= 0), 0.0, g * out * base.log())
-    if isinstance(exponent, (int, float)) and exponent == 0:
-        d_base = g * 0.0
+        if isinstance(base, (int, float)):
+            d_exponent = g * out * math.log(base) if base > 0 else g * out * float("nan")
+            if base == 0:
+                d_exponent = _where(exponent >= 0, 0.0, d_exponent)
+        else:
+            # NOTE: torch defines d/db a**b as 0 where a == 0 and b >= 0, instead of 0 * log(0) = nan.
+            d_exponent = _where((base == 0) & (exponent >= 0), 0.0, g * out * base.log())
     return d_base, d_exponent
 
 
@@ -113,13 +122,13 @@ ELEMENTWISE = [
     Op("AND", "", "elementwise", sympy.And, None, TO_BOOL, differentiable=False),
     Op("OR", "", "elementwise", sympy.Or, None, TO_BOOL, differentiable=False),
     Op("NOT", "", "elementwise", sympy.Not, None, TO_BOOL, differentiable=False),
-    # CAST's formula comes from codegen's typed conversions; the scheduler supplies it.
-    Op("CAST", "ToCopyBackward0", "elementwise", None,
-       lambda g, i, o, arg: (g.to(i[0].dtype),), KEEP, saves=False),
 ]
 
 STRUCTURAL = [
-    # Graph primitives used by the composites below; `arg` is (axes, keepdim) or the target shape.
+    # Graph primitives used by the composites below; `arg` is (axes, keepdim), the target shape, or
+    # the target dtype. CAST's formula is one of codegen's typed conversions (the scheduler's job).
+    Op("CAST", "ToCopyBackward0", "convert", vjp=lambda g, i, o, arg: (g.to(i[0].dtype),), dtype_rule=KEEP,
+       saves=False),
     Op("SUM", "SumBackward1", "reduce", dtype_rule=KEEP),
     Op("MAX", "MaxBackward1", "reduce", dtype_rule=KEEP),
     Op("MIN", "MinBackward1", "reduce", dtype_rule=KEEP),
@@ -166,14 +175,23 @@ def _clamp_forward(x, low, high, arg):
 
 def _clamp_vjp(g, inputs, out, arg):
     # NOTE: clamp passes the whole gradient on its closed interval; maximum(x, lo) would halve it
-    # at x == lo.
+    # at x == lo. Tensor bounds get the gradient where they were the result (torch's rule, which
+    # gives it to `max` when min > max).
     x, low, high = inputs
     inside = None
     if low is not None:
         inside = x >= low
     if high is not None:
         inside = (x <= high) if inside is None else inside & (x <= high)
-    return (_where(inside, g, 0.0), None, None)
+    d_low = d_high = None
+    if low is not None and not isinstance(low, (int, float)):
+        chosen = x < low if high is None else (x < low) & (low < high)
+        d_low = _where(chosen, g, 0.0)
+    if high is not None and not isinstance(high, (int, float)):
+        chosen = x > high if low is None else (x > high) | (high < low)
+        d_high = _where(chosen, g, 0.0)
+    return (_where(inside, g, 0.0), d_low, d_high)
+
 
 
 def _norm_vjp(g, inputs, out, arg):
@@ -182,7 +200,20 @@ def _norm_vjp(g, inputs, out, arg):
     return (_where(out == 0, 0.0, g * x / out),)
 
 
+def _add_scaled_forward(x, other, arg):
+    return x._elementwise("ADD", other * arg)
+
+
+def _sub_scaled_forward(x, other, arg):
+    return x._elementwise("SUB", other * arg)
+
+
 COMPOSITE = [
+    # torch's add/sub with alpha is one op (AddBackward0), not an add of a product
+    Op("ADD_SCALED", "AddBackward0", "composite", forward=_add_scaled_forward,
+       vjp=lambda g, i, o, arg: (g, g * arg), saves=False),
+    Op("SUB_SCALED", "SubBackward0", "composite", forward=_sub_scaled_forward,
+       vjp=lambda g, i, o, arg: (g, -g * arg), saves=False),
     Op("SUM_ALL", "SumBackward0", "composite", forward=lambda x, arg: x._reduced("SUM", *arg), vjp=_sum_vjp,
        dtype_rule=KEEP, saves=False),
     Op("SUM_DIM", "SumBackward1", "composite", forward=lambda x, arg: x._reduced("SUM", *arg), vjp=_sum_vjp,

@@ -221,23 +221,29 @@ def _realize(nodes):
 
 # -- shapes ----------------------------------------------------------------------------------------
 def broadcast_shapes(*shapes) -> tuple[int, ...]:
-    """numpy/torch broadcasting; raises torch's RuntimeError for incompatible sizes."""
-    rank = builtins.max((len(s) for s in shapes), default=0)
-    out = []
-    for k in range(rank):
-        size = 1
-        for index, s in enumerate(shapes):
-            j = len(s) - rank + k
-            if j < 0 or s[j] == 1:
-                continue
-            if size != 1 and s[j] != size:
-                first = next(i for i, t in enumerate(shapes) if len(t) - rank + k >= 0
-                             and t[len(t) - rank + k] != 1)
-                raise RuntimeError(
-                    f"The size of tensor a ({shapes[first][len(shapes[first]) - rank + k]}) must match the size of "
-                    f"tensor b ({s[j]}) at non-singleton dimension {k}")
-            size = s[j]
-        out.append(size)
+    """numpy/torch broadcasting; raises torch's RuntimeError for incompatible sizes.
+
+    >>> broadcast_shapes((3, 1), (4,))
+    (3, 4)
+    """
+    result: tuple[int, ...] = ()
+    for shape in shapes:
+        result = _broadcast_pair(result, tuple(shape))
+    return result
+
+
+def _broadcast_pair(a, b):
+    # NOTE: like torch's infer_size: scanned from the last dimension, a mismatch names the
+    # dimension in the result's numbering and the sizes of a (left) and b (right).
+    rank = builtins.max(len(a), len(b))
+    out = [1] * rank
+    for k in range(rank - 1, -1, -1):
+        size_a = a[k - rank + len(a)] if k - rank + len(a) >= 0 else 1
+        size_b = b[k - rank + len(b)] if k - rank + len(b) >= 0 else 1
+        if size_a != size_b and size_a != 1 and size_b != 1:
+            raise RuntimeError(f"The size of tensor a ({size_a}) must match the size of tensor b ({size_b}) at "
+                               f"non-singleton dimension {k}")
+        out[k] = size_b if size_a == 1 else size_a
     return tuple(out)
 
 
@@ -404,6 +410,9 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
+        if value and not self.dtype.is_floating_point:
+            # NOTE: torch words this differently from requires_grad_()
+            raise RuntimeError("only Tensors of floating point and complex dtype can require gradients")
         self.requires_grad_(value)
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
@@ -415,7 +424,7 @@ class Tensor:
                                "computed variable in a subgraph that doesn't require differentiation use "
                                "var_no_grad = var.detach().")
         if requires_grad and not self.dtype.is_floating_point:
-            raise RuntimeError("only Tensors of floating point and complex dtype can require gradients")
+            raise RuntimeError("only Tensors of floating point dtype can require gradients")
         self._grad_node = AccumulateGrad(self) if requires_grad else None
         return self
 
@@ -518,10 +527,15 @@ class Tensor:
         return bool(self.item())
 
     def __float__(self):
-        return float(self.item())
+        return float(self._scalar_for_python())
 
     def __int__(self):
-        return int(self.item())
+        return int(self._scalar_for_python())
+
+    def _scalar_for_python(self):
+        if self.numel() != 1:
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return self.item()
 
     def __index__(self):
         if self.dtype.is_floating_point or self.numel() != 1:
@@ -557,7 +571,7 @@ class Tensor:
 
     def _select(self, value, other) -> "Tensor":
         """where(self, value, other) for a bool mask `self`."""
-        return _apply(OPS["WHERE"], (self, value, other))
+        return _apply(OPS["WHERE"], (self, value, other), positions=(1, 2))
 
     def _reduced(self, reduction: str, axes, keepdim) -> "Tensor":
         """A reduction over `axes` (None: all), unrecorded: used inside composite ops."""
@@ -646,10 +660,10 @@ class Tensor:
         return _apply(OPS["NOT"], (self,))
 
     def add(self, other, *, alpha=1):
-        return self + (other if alpha == 1 else other * alpha)
+        return self + other if alpha == 1 else _apply(OPS["ADD_SCALED"], (self, other), arg=alpha)
 
     def sub(self, other, *, alpha=1):
-        return self - (other if alpha == 1 else other * alpha)
+        return self - other if alpha == 1 else _apply(OPS["SUB_SCALED"], (self, other), arg=alpha)
 
     subtract = sub
 
@@ -822,9 +836,10 @@ class Tensor:
     def expand(self, *sizes):
         sizes = _size_args(sizes)
         if len(sizes) < self.dim():
-            raise RuntimeError(f"expand(torch.FloatTensor{{[{', '.join(map(str, self.shape))}]}}, size=[{', '.join(map(str, sizes))}]): "
-                               "the number of sizes provided ({}) must be greater or equal to the number of "
-                               "dimensions in the tensor ({})".format(len(sizes), self.dim()))
+            raise RuntimeError(
+                f"expand(torch.{_TORCH_NAMES[self.dtype.name]}Tensor{{[{', '.join(map(str, self.shape))}]}}, "
+                f"size=[{', '.join(map(str, sizes))}]): the number of sizes provided ({len(sizes)}) must be greater "
+                f"or equal to the number of dimensions in the tensor ({self.dim()})")
         offset = len(sizes) - self.dim()
         target = []
         for k, n in enumerate(sizes):
@@ -1009,6 +1024,23 @@ def _compute_dtypes(op: Op, operands):
     return compute, result
 
 
+def _bool_variant(op: Op, compute: dtype):
+    """torch's arithmetic on bools: + is or, * is and; comparisons compare 0/1; - is refused."""
+    if op.name in ("ADD", "MAXIMUM"):
+        return OPS["OR"], compute
+    if op.name in ("MUL", "MINIMUM"):
+        return OPS["AND"], compute
+    if op.name == "SUB":
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
+                           "`logical_xor()` operator instead.")
+    if op.name == "NEG":
+        raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. If you are trying to "
+                           "invert a mask, use the `~` or `logical_not()` operator instead.")
+    if op.name in ("LT", "LE", "GT", "GE", "EQ", "NE"):
+        return op, int64
+    return op, compute
+
+
 def _forward(op: Op, operands, arg) -> Tensor:
     if op.kind == "composite":
         with no_grad():
@@ -1031,6 +1063,8 @@ def _apply(op: Op, operands, arg=None, name=None, positions=None) -> Tensor:
     """
     if op.kind == "elementwise":
         compute, result = _compute_dtypes(op, operands)
+        if compute is bool_:
+            op, compute = _bool_variant(op, compute)
         shape = broadcast_shapes(*(o.shape for o in operands if isinstance(o, Tensor)))
         nodes = []
         for k, o in enumerate(operands):
@@ -1067,7 +1101,7 @@ def where(condition, input, other):
     if not isinstance(condition, Tensor) or condition.dtype is not bool_:
         raise RuntimeError("where expected condition to be a boolean tensor, but got a tensor with dtype "
                            f"{_TORCH_NAMES[condition.dtype.name] if isinstance(condition, Tensor) else 'None'}")
-    return _apply(OPS["WHERE"], (condition, input, other))
+    return _apply(OPS["WHERE"], (condition, input, other), positions=(1, 2))
 
 
 def maximum(input, other):
@@ -1091,7 +1125,7 @@ def _from_python(data, dtype_):
             dtype_ = bool_
         elif array.dtype.kind in "iu":
             dtype_ = int64
-        elif array.dtype == np.float64 and not isinstance(data, np.ndarray):
+        elif array.dtype == np.float64 and not isinstance(data, np.ndarray) and not _holds_numpy_float64(data):
             dtype_ = get_default_dtype()
         elif array.dtype.kind == "f":
             dtype_ = float64 if array.dtype == np.float64 else float32
@@ -1099,6 +1133,15 @@ def _from_python(data, dtype_):
             raise TypeError(f"can't convert np.ndarray of type numpy.{array.dtype}. The only supported types are: "
                             "float64, float32, int64, and bool.")
     return array.astype(NUMPY_DTYPE[dtype_.name]), dtype_
+
+
+def _holds_numpy_float64(data) -> bool:
+    """torch keeps float64 for numpy float64 scalars (a Python float becomes the default dtype)."""
+    if isinstance(data, np.float64):
+        return True
+    if isinstance(data, (list, tuple)):
+        return any(_holds_numpy_float64(item) for item in data)
+    return False
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -1110,9 +1153,12 @@ def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
             [3, 4]])
     """
     if isinstance(data, Tensor):
-        array = data.detach()._value().astype(NUMPY_DTYPE[(dtype or data.dtype).name])
+        dtype = dtype or data.dtype
+        array = data.detach()._value().astype(NUMPY_DTYPE[dtype.name])
     else:
         array, dtype = _from_python(data, dtype)
+    if requires_grad and not dtype.is_floating_point:
+        raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
     t = Tensor._wrap(Node.from_array(array.copy()))
     if requires_grad:
         t.requires_grad_()

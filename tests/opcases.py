@@ -1,0 +1,281 @@
+"""The table of differentiable operations shared by tests/test_gradients.py (finite differences,
+no torch) and tests/test_oracle_gradients.py (side by side with torch).
+
+Each `Case` calls the public API through `fn(T, *inputs)`, where `T` is the `symgrad` module or the
+`torch` module, so one lambda describes the same computation in both libraries. `op` names the
+entry of `symgrad.ops.OPS` the case exists to exercise; the gradient tests check that this op
+really appears in the recorded graph, and that every differentiable entry of `OPS` has a case.
+
+Inputs are drawn by `draw(case, dtype)` with a generator seeded from the case id, so a failure
+is reproducible, and redrawn while `case.avoid(*arrays)` says the draw is too close to a kink
+(|x| near 0 for abs/relu, ties for maximum/minimum/max, x near a clamp bound, ...).
+
+Shapes are few and small on purpose: compiled programs are cached by structure, so reusing shapes
+keeps the number of LLVM compiles (and the suite's runtime) down.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytest
+
+# -- inputs ----------------------------------------------------------------------------------------
+# Domains: how an input's values are drawn.
+ANY = "any"      # |x| in [0.25, 2], random sign: away from 0, the kink of abs/relu/sign
+POS = "pos"      # [0.5, 2]: log, sqrt, fractional powers, positive bases
+BOOL = "bool"    # a bool mask (never requires grad)
+INT = "int"      # int64 values in [-3, 3] (never requires grad)
+
+
+@dataclass(frozen=True)
+class In:
+    shape: tuple
+    domain: str = ANY
+    dtype: str | None = None          # fixed dtype; None follows the dtype under test
+    grad: bool = True                 # requires_grad (only floating inputs)
+
+    @property
+    def differentiable(self):
+        return self.grad and self.domain not in (BOOL, INT)
+
+
+def _spell(shape):
+    return "x".join(map(str, shape)) if shape else "0d"
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str                        # readable part of the test id
+    op: str                           # the OPS entry this case exercises
+    fn: Callable                      # fn(T, *inputs) -> tensor, T is symgrad or torch
+    inputs: tuple                     # In, ...
+    avoid: Callable | None = None     # avoid(*arrays) -> True: redraw (too close to a kink)
+    transcendental: bool = False      # looser float32 forward tolerance against torch
+    fd_eps: float = 1e-6              # finite-difference step (float64)
+    fd_tol: float = 1e-6              # finite-difference tolerance (relative and absolute)
+    grad_bug: str | None = None       # known library bug in the gradient: the gradient tests xfail
+    forward_bug: str | None = None    # known library bug in value/dtype/grad_fn: the forward oracle xfails
+
+    @property
+    def id(self):
+        return f"{self.label}[{','.join(_spell(i.shape) for i in self.inputs)}]"
+
+
+NP = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.bool_}
+
+
+def draw(case: Case, dtype: str = "float64", attempts: int = 200):
+    """numpy arrays for the case's inputs (deterministic per case id and dtype)."""
+    rng = np.random.default_rng(zlib.crc32(case.id.encode()))
+    for _ in range(attempts):
+        arrays = []
+        for spec in case.inputs:
+            if spec.domain == ANY:
+                values = rng.uniform(0.25, 2.0, spec.shape) * rng.choice([-1.0, 1.0], spec.shape)
+            elif spec.domain == POS:
+                values = rng.uniform(0.5, 2.0, spec.shape)
+            elif spec.domain == BOOL:
+                values = rng.random(spec.shape) < 0.5
+            elif spec.domain == INT:
+                values = rng.integers(-3, 4, spec.shape)
+            else:
+                raise ValueError(spec.domain)
+            want = spec.dtype or (dtype if spec.domain in (ANY, POS) else ("bool" if spec.domain == BOOL else "int64"))
+            arrays.append(np.asarray(values).astype(NP[want]))
+        if case.avoid is None or not case.avoid(*arrays):
+            return arrays
+    raise AssertionError(f"{case.id}: could not draw inputs away from the kinks")
+
+
+# -- kink guards -----------------------------------------------------------------------------------
+MARGIN = 0.05
+
+
+def near(a, b, margin=MARGIN):
+    """Some broadcast pair of elements of a and b is closer than `margin`."""
+    return bool(np.any(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)) < margin))
+
+
+def ties(a, b):
+    return near(a, b)
+
+
+def top_tied(x):
+    """The two largest elements of x are closer than MARGIN (max() nearly tied)."""
+    flat = np.sort(np.asarray(x, np.float64).reshape(-1))
+    return flat.size > 1 and flat[-1] - flat[-2] < MARGIN
+
+
+def bottom_tied(x):
+    """The two smallest elements of x are closer than MARGIN (min() nearly tied)."""
+    flat = np.sort(np.asarray(x, np.float64).reshape(-1))
+    return flat.size > 1 and flat[1] - flat[0] < MARGIN
+
+
+# -- known bugs (xfail strict: the lead removes the marker with the fix) -----------------------------
+
+# -- the table -------------------------------------------------------------------------------------
+# Broadcasting shape pairs every binary op runs on.
+PAIRS = [((2, 3), (2, 3)), ((3, 1), (1, 4)), ((2, 3), (3,)), ((), (2, 2)), ((4,), ())]
+UNARY_SHAPE = (2, 3)
+RED_SHAPE = (2, 3, 4)
+
+
+def _binary(label, op, fn, domain_a=ANY, domain_b=ANY, **kw):
+    return [Case(label, op, fn, (In(sa, domain_a), In(sb, domain_b)), **kw) for sa, sb in PAIRS]
+
+
+def _unary(label, op, fn, domain=ANY, shape=UNARY_SHAPE, **kw):
+    return Case(label, op, fn, (In(shape, domain),), **kw)
+
+
+CASES: list[Case] = [
+    # arithmetic ----------------------------------------------------------------------------------
+    *_binary("add", "ADD", lambda T, a, b: a + b),
+    _unary("add-int", "ADD", lambda T, a: a + 2),
+    _unary("radd-float", "ADD", lambda T, a: 2.5 + a),
+    Case("add-alpha", "ADD_SCALED", lambda T, a, b: a.add(b, alpha=2), (In((2, 3)), In((3,)))),
+    *_binary("sub", "SUB", lambda T, a, b: a - b),
+    _unary("sub-float", "SUB", lambda T, a: a - 1.5),
+    _unary("rsub-int", "SUB", lambda T, a: 2 - a),
+    Case("sub-alpha", "SUB_SCALED", lambda T, a, b: a.sub(b, alpha=0.5), (In((3, 1)), In((1, 4)))),
+    *_binary("mul", "MUL", lambda T, a, b: a * b),
+    _unary("mul-int", "MUL", lambda T, a: a * 3),
+    _unary("rmul-float", "MUL", lambda T, a: 0.5 * a),
+    Case("mul-self", "MUL", lambda T, a: a * a, (In((2, 3)),)),
+    *_binary("div", "DIV", lambda T, a, b: a / b),
+    _unary("div-float", "DIV", lambda T, a: a / 2.0),
+    _unary("rdiv-int", "RECIPROCAL", lambda T, a: 2 / a),
+    _unary("neg", "NEG", lambda T, a: -a),
+    _unary("reciprocal", "RECIPROCAL", lambda T, a: a.reciprocal()),
+    # powers --------------------------------------------------------------------------------------
+    _unary("pow-2", "POW", lambda T, a: a ** 2),
+    _unary("pow-3", "POW", lambda T, a: a ** 3),
+    _unary("pow-0", "POW", lambda T, a: a ** 0),
+    _unary("pow-half", "POW", lambda T, a: a ** 0.5, POS, transcendental=True),
+    _unary("pow-neg1.5", "POW", lambda T, a: a.pow(-1.5), POS, transcendental=True),
+    *_binary("pow-tensor", "POW", lambda T, a, b: a ** b, POS, ANY, transcendental=True),
+    _unary("rpow-int", "POW", lambda T, a: 2 ** a, transcendental=True),
+    _unary("rpow-float", "POW", lambda T, a: 2.5 ** a, transcendental=True),
+    Case("pow-0d-base", "POW", lambda T, a, b: a ** b, (In((), POS, grad=False), In((2, 3))),
+         transcendental=True),
+    # transcendental and other unary functions ------------------------------------------------------
+    _unary("exp", "EXP", lambda T, a: a.exp(), transcendental=True),
+    _unary("log", "LOG", lambda T, a: a.log(), POS, transcendental=True),
+    _unary("sqrt", "SQRT", lambda T, a: a.sqrt(), POS, transcendental=True),
+    _unary("tanh", "TANH", lambda T, a: a.tanh(), transcendental=True),
+    _unary("sigmoid", "SIGMOID", lambda T, a: a.sigmoid(), transcendental=True),
+    _unary("sigmoid-fn", "SIGMOID", lambda T, a: T.sigmoid(a), transcendental=True),
+    _unary("sin", "SIN", lambda T, a: a.sin(), transcendental=True),
+    _unary("cos", "COS", lambda T, a: a.cos(), transcendental=True),
+    _unary("relu", "RELU", lambda T, a: a.relu()),
+    _unary("abs", "ABS", lambda T, a: a.abs()),
+    _unary("sign", "SIGN", lambda T, a: a.sign()),
+    # clamp: Python-number bounds and tensor bounds (which receive gradients too in torch) ---------
+    _unary("clamp-min", "CLAMP", lambda T, a: a.clamp(min=0.3), avoid=lambda a: near(a, 0.3)),
+    _unary("clamp-max", "CLAMP", lambda T, a: a.clamp(max=-0.4), avoid=lambda a: near(a, -0.4)),
+    _unary("clamp-both", "CLAMP", lambda T, a: a.clamp(-0.5, 0.6), avoid=lambda a: near(a, -0.5) or near(a, 0.6)),
+    _unary("clip", "CLAMP", lambda T, a: T.clip(a, -1.0, 1.0), avoid=lambda a: near(a, -1.0) or near(a, 1.0)),
+    Case("clamp-tensor-min", "CLAMP", lambda T, a, lo: a.clamp(min=lo), (In((2, 3)), In((3,))),
+         avoid=lambda a, lo: near(a, lo)),
+    Case("clamp-tensors", "CLAMP", lambda T, a, lo, hi: T.clamp(a, lo - 1.0, hi + 1.0),
+         # NOTE: x has the full shape: torch's own clamp backward fails when a bound broadcasts x
+         (In((3, 4)), In((1, 4)), In(())),
+         avoid=lambda a, lo, hi: near(a, lo - 1.0) or near(a, hi + 1.0) or near(lo - 1.0, hi + 1.0)),
+    # maximum / minimum / where ---------------------------------------------------------------------
+    *_binary("maximum", "MAXIMUM", lambda T, a, b: T.maximum(a, b), avoid=ties),
+    *_binary("minimum", "MINIMUM", lambda T, a, b: a.minimum(b), avoid=ties),
+    Case("where", "WHERE", lambda T, c, a, b: T.where(c, a, b), (In((2, 3), BOOL), In((2, 3)), In((2, 3)))),
+    Case("where", "WHERE", lambda T, c, a, b: T.where(c, a, b), (In((3, 1), BOOL), In((1, 4)), In(()))),
+    Case("where-cmp-scalar", "WHERE", lambda T, a: T.where(a > 0, a, 0.0), (In((2, 3)),)),
+    Case("where-method", "WHERE", lambda T, a, b: a.where(b < a, b), (In((2, 3)), In((3,))), avoid=ties),
+    # reductions ----------------------------------------------------------------------------------
+    _unary("sum", "SUM_ALL", lambda T, a: a.sum()),
+    _unary("sum", "SUM_ALL", lambda T, a: a.sum(), shape=RED_SHAPE),
+    _unary("sum-0d", "SUM_ALL", lambda T, a: a.sum(), shape=()),
+    _unary("sum-dim1", "SUM_DIM", lambda T, a: a.sum(1), shape=RED_SHAPE),
+    _unary("sum-dim-neg1", "SUM_DIM", lambda T, a: a.sum(dim=-1), shape=RED_SHAPE),
+    _unary("sum-dim02", "SUM_DIM", lambda T, a: a.sum((0, 2)), shape=RED_SHAPE),
+    _unary("sum-dim1-keep", "SUM_DIM", lambda T, a: a.sum(1, keepdim=True), shape=RED_SHAPE),
+    _unary("sum-dim02-keep", "SUM_DIM", lambda T, a: a.sum((0, 2), keepdim=True), shape=RED_SHAPE),
+    _unary("mean", "MEAN_ALL", lambda T, a: a.mean()),
+    _unary("mean", "MEAN_ALL", lambda T, a: T.mean(a), shape=RED_SHAPE),
+    _unary("mean-dim0", "MEAN_DIM", lambda T, a: a.mean(0), shape=RED_SHAPE),
+    _unary("mean-dim-neg1", "MEAN_DIM", lambda T, a: a.mean(-1)),
+    _unary("mean-dim12", "MEAN_DIM", lambda T, a: a.mean((1, 2)), shape=RED_SHAPE),
+    _unary("mean-dim0-keep", "MEAN_DIM", lambda T, a: a.mean(0, keepdim=True), shape=RED_SHAPE),
+    _unary("mean-dim12-keep", "MEAN_DIM", lambda T, a: a.mean(dim=(1, 2), keepdim=True), shape=RED_SHAPE),
+    _unary("max", "MAX_ALL", lambda T, a: a.max(), avoid=top_tied),
+    _unary("max", "MAX_ALL", lambda T, a: T.max(a), shape=RED_SHAPE, avoid=top_tied),
+    _unary("min", "MIN_ALL", lambda T, a: a.min(), avoid=bottom_tied),
+    _unary("min", "MIN_ALL", lambda T, a: T.min(a), shape=RED_SHAPE, avoid=bottom_tied),
+    _unary("norm", "NORM", lambda T, a: a.norm(), transcendental=True),
+    _unary("norm", "NORM", lambda T, a: T.norm(a), shape=RED_SHAPE, transcendental=True),
+    # shape ---------------------------------------------------------------------------------------
+    _unary("reshape", "RESHAPE", lambda T, a: a.reshape(3, 2)),
+    _unary("reshape-neg1", "RESHAPE", lambda T, a: a.reshape(4, -1), shape=RED_SHAPE),
+    _unary("view", "RESHAPE", lambda T, a: a.view(-1)),
+    _unary("view-tuple", "RESHAPE", lambda T, a: a.view((6, 4)), shape=RED_SHAPE),
+    _unary("flatten", "RESHAPE", lambda T, a: a.flatten(), shape=RED_SHAPE),
+    _unary("expand", "EXPAND", lambda T, a: a.expand(3, 4), shape=(3, 1)),
+    _unary("expand-lead", "EXPAND", lambda T, a: a.expand(2, 3), shape=(3,)),
+    _unary("expand-neg1", "EXPAND", lambda T, a: a.expand(2, -1, 4), shape=(3, 1)),
+    _unary("expand-0d", "EXPAND", lambda T, a: a.expand(2, 2), shape=()),
+    Case("expand-as", "EXPAND", lambda T, a, b: a.expand_as(b), (In((1, 4)), In((3, 4), grad=False))),
+    _unary("clone", "CLONE", lambda T, a: a.clone()),
+    _unary("clone-fn", "CLONE", lambda T, a: T.clone(a)),
+    # dtype conversions: the input dtype is fixed so that the conversion is not a no-op
+    Case("to-float64", "CAST", lambda T, a: a.to(T.float64), (In((2, 3), dtype="float32"),), fd_eps=1e-2, fd_tol=1e-4),
+    Case("double", "CAST", lambda T, a: a.double(), (In((2, 3), dtype="float32"),), fd_eps=1e-2, fd_tol=1e-4),
+    Case("float", "CAST", lambda T, a: a.float(), (In((2, 3), dtype="float64"),), fd_eps=1e-2, fd_tol=1e-4),
+    Case("to-dtype-kw", "CAST", lambda T, a: a.to(dtype=T.float32), (In((2, 3), dtype="float64"),),
+         fd_eps=1e-2, fd_tol=1e-4),
+    # compositions: gradients flowing through several ops, shared inputs, broadcast + reduce ---------
+    Case("chain-mse", "MEAN_ALL", lambda T, a, b: ((a - b) ** 2).mean(), (In((3, 1)), In((1, 4)))),
+    Case("chain-softmax", "DIV", lambda T, a: a.exp() / a.exp().sum(1, keepdim=True), (In((2, 3)),),
+         transcendental=True),
+    Case("chain-reuse", "ADD", lambda T, a: a * a.sin() + a.tanh() * a, (In((2, 3)),), transcendental=True),
+    Case("chain-bcast-sum", "SUM_DIM", lambda T, a, b: (a * b).sum(0), (In((3, 1)), In((1, 4)))),
+    Case("chain-relu-mlp", "RELU", lambda T, a, b: ((a * b).relu().sum(1) + 1.0).sqrt(),
+         (In((3, 1)), In((1, 4))), avoid=lambda a, b: near(a * b, 0.0), transcendental=True),
+]
+
+# Primitive reductions are never recorded: the public reductions are composites (SUM_ALL, SUM_DIM,
+# MAX_ALL, ...) that build them with `Tensor._reduced`, outside autograd, and own the gradient rule.
+UNREACHABLE = {
+    "SUM": "graph primitive behind SUM_ALL / SUM_DIM / MEAN_*; never recorded by autograd",
+    "MAX": "graph primitive behind MAX_ALL; never recorded by autograd",
+    "MIN": "graph primitive behind MIN_ALL; never recorded by autograd",
+}
+
+
+def differentiable_ops(OPS):
+    return {name for name, op in OPS.items() if op.differentiable}
+
+
+def recorded_ops(out):
+    """Names of the OPS entries recorded in the graph behind `out` (symgrad)."""
+    names, stack, seen = set(), [out.grad_fn], set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        op = getattr(fn, "op", None)
+        if op is not None:
+            names.add(op.name)
+        stack.extend(child for child, _ in fn.next_functions)
+    return names
+
+
+def params(cases, *bug_fields):
+    """pytest params with readable ids; a case with a known bug in one of `bug_fields` is xfail(strict)."""
+    out = []
+    for case in cases:
+        reason = next((getattr(case, f) for f in bug_fields if getattr(case, f)), None)
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        out.append(pytest.param(case, id=case.id, marks=marks))
+    return out
