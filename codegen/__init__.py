@@ -16,11 +16,11 @@ from __future__ import annotations
 import ctypes
 
 from .jit import PROGRAM_SIGNATURE, Compiled, compile_count, compile_ir
-from .kernel import CASTS, Cast, Kernel, Load, Program, Store, to_float32, to_float64, to_int64
+from .kernel import CASTS, Cast, Gemm, Kernel, Load, Program, Store, to_float32, to_float64, to_int64
 from .lower import canonical_loops, lower_program
 
 __all__ = [
-    "CASTS", "Cast", "Kernel", "Load", "Program", "Store", "to_float32", "to_float64", "to_int64",
+    "CASTS", "Cast", "Gemm", "Kernel", "Load", "Program", "Store", "to_float32", "to_float64", "to_int64",
     "NativeProgram", "compile_program", "compile_count", "lower_program", "canonical_loops",
 ]
 

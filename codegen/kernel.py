@@ -68,6 +68,37 @@ class Kernel:
 
 
 @dataclass(frozen=True)
+class Gemm:
+    """Matrix products through BLAS: `C[b] = A[b] @ B[b]` for every index b of `batch` (C += ... with
+    `accumulate`). A is m x k, B is k x n, C is m x n and row-major contiguous.
+
+    `a_strides`/`b_strides` are each matrix's (row, column) strides in elements; one of the two must
+    be 1 (or its dimension 1) so the matrix maps onto BLAS's row-major/transposed forms: a transpose
+    is a stride swap, never a copy. Batch strides give each operand's step per batch axis (0 for a
+    broadcast operand).
+    """
+
+    a: int
+    b: int
+    c: int
+    m: int
+    n: int
+    k: int
+    a_strides: tuple[int, int]
+    b_strides: tuple[int, int]
+    batch: tuple[int, ...] = ()
+    a_batch_strides: tuple[int, ...] = ()
+    b_batch_strides: tuple[int, ...] = ()
+    c_batch_strides: tuple[int, ...] = ()
+    accumulate: bool = False
+
+    def __post_init__(self):
+        for name in ("a_batch_strides", "b_batch_strides", "c_batch_strides"):
+            if len(getattr(self, name)) != len(self.batch):
+                raise ValueError(f"Gemm with batch {self.batch} got {name}={getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class Program:
     """Kernels run in order. `buffers` gives each buffer slot's dtype; `scalars` are runtime arguments.
 
@@ -76,7 +107,7 @@ class Program:
     """
 
     buffers: tuple[str, ...]
-    kernels: tuple[Kernel, ...]
+    kernels: tuple[Kernel | Gemm, ...]
     scalars: tuple[sympy.Symbol, ...] = field(default=())
 
 
