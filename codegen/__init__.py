@@ -1,7 +1,8 @@
 """codegen: kernel specs in, native vectorized CPU functions out.
 
 This package knows nothing of tensors or autograd. Its contract is plain data (`Program`, `Kernel`,
-`Load`, `Store` and SymPy expressions); `compile_program` turns one into a native callable.
+`Gemm`, `Load`, `Store` and SymPy expressions); `compile_program` turns one into a native callable.
+`Gemm` entries call numpy's bundled OpenBLAS; `set_num_threads`/`get_num_threads` control its threads.
 
 >>> import numpy as np, sympy
 >>> x = sympy.Symbol("x", real=True)
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import ctypes
 
+from . import blas
+from .blas import get_num_threads, set_num_threads
 from .jit import PROGRAM_SIGNATURE, Compiled, compile_count, compile_ir
 from .kernel import CASTS, Cast, Gemm, Kernel, Load, Program, Store, to_float32, to_float64, to_int64
 from .lower import canonical_loops, lower_program
@@ -22,6 +25,7 @@ from .lower import canonical_loops, lower_program
 __all__ = [
     "CASTS", "Cast", "Gemm", "Kernel", "Load", "Program", "Store", "to_float32", "to_float64", "to_int64",
     "NativeProgram", "compile_program", "compile_count", "lower_program", "canonical_loops",
+    "blas", "set_num_threads", "get_num_threads",
 ]
 
 

@@ -76,6 +76,24 @@ def optimize(ir_text: str):
     return module
 
 
+def external_symbols(module) -> dict[str, int]:
+    """Addresses for the functions `module` declares that the process does not export by name.
+
+    Only BLAS today: numpy loads its OpenBLAS privately (RTLD_LOCAL), so `add_current_process()`
+    cannot see `scipy_cblas_*`. Modules that call no BLAS never touch (or need) OpenBLAS.
+    """
+    wanted = [f.name for f in module.functions if f.is_declaration and f.name.startswith("scipy_cblas_")]
+    if not wanted:
+        return {}
+    from . import blas
+
+    available = blas.symbols()
+    missing = [name for name in wanted if name not in available]
+    if missing:
+        raise RuntimeError(f"codegen.jit: no address known for {', '.join(missing)} (known: {', '.join(available)})")
+    return {name: available[name] for name in wanted}
+
+
 @dataclass
 class Compiled:
     """A linked native function. Keep this object alive as long as `address` is used."""
@@ -96,7 +114,9 @@ def compile_ir(ir_text: str, entry: str) -> Compiled:
     optimized = str(module)
     object_code = tm.emit_object(module)
     name = f"symgrad{next(_library_names)}"
-    library = (llvm.JITLibraryBuilder().add_object_img(object_code).add_current_process()
-               .export_symbol(entry).link(lljit, name))
+    builder = llvm.JITLibraryBuilder().add_object_img(object_code).add_current_process()
+    for symbol, address in external_symbols(module).items():
+        builder = builder.import_symbol(symbol, address)
+    library = builder.export_symbol(entry).link(lljit, name)
     _compiles.value += 1
     return Compiled(library[entry], object_code, optimized, library)

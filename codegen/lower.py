@@ -3,7 +3,8 @@
 Each kernel becomes an internal function with one `noalias` pointer per buffer it touches; the
 program is one exported function `void program(ptr buffers, ptr scalars)` that loads the buffer
 addresses and runtime scalars (float64) from two arrays and calls the kernels in order, so running a
-whole program is a single native call.
+whole program is a single native call. `Gemm` entries become functions of the same shape that call
+BLAS (see `blas.lower_gemm`).
 
 Kernel bodies are scalar code in canonical counted loops; LLVM's loop vectorizer turns them into SIMD
 code. Everything in a body must therefore be vectorizable: transcendentals come from `mathlib`
@@ -25,8 +26,8 @@ import sympy
 from sympy.core.relational import Relational
 from sympy.logic.boolalg import BooleanAtom, BooleanFunction
 
-from . import mathlib
-from .kernel import Cast, Kernel, Program, Store
+from . import blas, mathlib
+from .kernel import Cast, Gemm, Kernel, Program, Store
 
 I1, I8, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(64)
 F32, F64 = ir.FloatType(), ir.DoubleType()
@@ -46,7 +47,10 @@ SUM_BLOCK = 4096
 def lower_program(program: Program, entry: str = "program") -> str:
     """Return the LLVM IR text of `program`, with `entry` as the exported function's name."""
     module = ir.Module(name=entry)
-    kernel_fns = [_KernelLowering(module, program, i, k).function for i, k in enumerate(program.kernels)]
+    kernel_fns = [
+        blas.lower_gemm(module, program, i, k) if isinstance(k, Gemm) else _KernelLowering(module, program, i, k).function
+        for i, k in enumerate(program.kernels)
+    ]
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR]), name=entry)
     buffers_arg, scalars_arg = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -60,7 +64,10 @@ def lower_program(program: Program, entry: str = "program") -> str:
     return str(module)
 
 
-def _kernel_arguments(program: Program, kernel: Kernel):
+def _kernel_arguments(program: Program, kernel: Kernel | Gemm):
+    """(buffers, runtime scalars) a kernel's function takes, in argument order."""
+    if isinstance(kernel, Gemm):
+        return blas.gemm_buffers(kernel), []
     buffers = sorted({a.buffer for a in (*kernel.loads, *kernel.stores)})
     used = set().union(*(s.expr.free_symbols for s in kernel.stores)) if kernel.stores else set()
     symbols = [s for s in program.scalars if s in used]

@@ -45,6 +45,8 @@ clamp, clip, sign, reciprocal, sum, mean, max, min, norm, reshape, clone = map(_
     "clamp", "clip", "sign", "reciprocal", "sum", "mean", "max", "min", "norm", "reshape", "clone"))
 lt, le, gt, ge, eq, ne, numel, flatten, detach = map(_function, (
     "lt", "le", "gt", "ge", "eq", "ne", "numel", "flatten", "detach"))
+mm, bmm, mv, dot, outer, matmul, t, transpose, permute, squeeze, unsqueeze = map(_function, (
+    "mm", "bmm", "mv", "dot", "outer", "matmul", "t", "transpose", "permute", "squeeze", "unsqueeze"))
 subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div, neg, abs
 
 

@@ -136,7 +136,19 @@ STRUCTURAL = [
        dtype_rule=KEEP, saves=False),
     Op("EXPAND", "ExpandBackward0", "movement", vjp=lambda g, i, o, arg: (g.sum_to_size(i[0].shape),),
        dtype_rule=KEEP, saves=False),
+    Op("PERMUTE", "PermuteBackward0", "movement", vjp=lambda g, i, o, arg: (g.permute(_inverse(arg)),),
+       dtype_rule=KEEP, saves=False),
+    # Batched matrix product; the operands' batch dimensions broadcast. Gradients are products too:
+    # dA = g @ B^T and dB = A^T @ g, summed back over broadcast batch dimensions by the walk.
+    Op("MATMUL", "BmmBackward0", "matmul", vjp=lambda g, i, o, arg: (g.matmul(i[1].mT), i[0].mT.matmul(g))),
 ]
+
+
+def _inverse(permutation):
+    inverse = [0] * len(permutation)
+    for k, axis in enumerate(permutation):
+        inverse[axis] = k
+    return tuple(inverse)
 
 
 def _sum_vjp(g, inputs, out, arg):
@@ -208,7 +220,15 @@ def _sub_scaled_forward(x, other, arg):
     return x._elementwise("SUB", other * arg)
 
 
+def _mv_forward(matrix, vector, arg):
+    return matrix.matmul(vector.reshape(-1, 1)).reshape(-1)
+
+
 COMPOSITE = [
+    Op("DOT", "DotBackward0", "composite", forward=lambda a, b, arg: (a * b).sum(),
+       vjp=lambda g, i, o, arg: (g * i[1], g * i[0])),
+    Op("MV", "MvBackward0", "composite", forward=_mv_forward,
+       vjp=lambda g, i, o, arg: (g.reshape(-1, 1) * i[1], i[0].t().matmul(g))),
     # torch's add/sub with alpha is one op (AddBackward0), not an add of a product
     Op("ADD_SCALED", "AddBackward0", "composite", forward=_add_scaled_forward,
        vjp=lambda g, i, o, arg: (g, g * arg), saves=False),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import sympy
 
 import codegen
-from codegen import CASTS, Kernel, Load, Program, Store
+from codegen import CASTS, Gemm, Kernel, Load, Program, Store
 
 from .graph import ITEMSIZE, NUMPY_DTYPE, Buffer, Node, contiguous_strides, pending_postorder
 from .ops import OPS
@@ -29,7 +29,9 @@ from .ops import OPS
 import numpy as np
 
 REDUCTIONS = {"SUM": "sum", "MAX": "max", "MIN": "min"}
-MOVEMENT = ("RESHAPE", "EXPAND")
+MOVEMENT = ("RESHAPE", "EXPAND", "PERMUTE")
+# nodes whose value is always stored, and read from memory by their consumers
+STORED_OPS = frozenset({*REDUCTIONS, "MATMUL"})
 PROGRAM_CACHE_LIMIT = 512
 # NOTE: a fused body grows with every op it inlines, and SymPy's work on it grows faster than that;
 # past this many inlined nodes an intermediate value is stored and loaded instead.
@@ -108,6 +110,8 @@ def _resolve_views(order):
 
 def _view_strides(node):
     source = node.inputs[0]
+    if node.op == "PERMUTE":
+        return tuple(source.strides[axis] for axis in node.arg)
     if node.op == "EXPAND":
         lead = len(node.shape) - len(source.shape)
         return tuple(0 if k < lead or source.shape[k - lead] == 1 else source.strides[k - lead]
@@ -159,11 +163,11 @@ class _Plan:
         self.target_positions = [position[id(t)] for t in targets]
         forced: set[int] = _cut_long_chains(order, self.target_positions)
         while True:
-            stored = [n for n in order if id(n) in forced or n.op in REDUCTIONS
+            stored = [n for n in order if id(n) in forced or n.op in STORED_OPS
                       or position[id(n)] in self.target_positions]
-            # Consumers read reductions and forced buffers from memory; other stored values
+            # Consumers read reductions, products and forced buffers from memory; other stored values
             # (requested elementwise results) are recomputed inside each consumer's loop instead.
-            loaded = {id(n) for n in stored if id(n) in forced or n.op in REDUCTIONS}
+            loaded = {id(n) for n in stored if id(n) in forced or n.op in STORED_OPS}
             try:
                 self._build(position, stored, loaded, leaves, scalars)
                 break
@@ -181,8 +185,14 @@ class _Plan:
         scalar_symbols = {id(n): sympy.Symbol(f"s{k}", real=True) for k, n in enumerate(scalars)}
         dtypes = [n.dtype for n in leaves] + [n.dtype for n in stored]
         outputs = []
+        products = []
         level = {}
         for node in stored:
+            if node.op == "MATMUL":
+                gemm, depends_on = _gemm(node, slot_of_leaf, slot_of_stored, loaded)
+                level[id(node)] = 1 + max((level[id(d)] for d in depends_on), default=-1)
+                products.append((level[id(node)], gemm))
+                continue
             builder = _ExpressionBuilder(slot_of_leaf, slot_of_stored, loaded, scalar_symbols, node)
             space, store = builder.store_for(node)
             level[id(node)] = 1 + max((level[id(d)] for d in builder.depends_on), default=-1)
@@ -192,8 +202,9 @@ class _Plan:
             loads_so_far, stores = groups.setdefault((lvl, space), ({}, []))
             loads_so_far.update(loads)
             stores.append(store)
-        kernels = [Kernel(space, tuple(loads.values()), tuple(stores))
-                   for (lvl, space), (loads, stores) in sorted(groups.items(), key=lambda kv: kv[0][0])]
+        steps = [(lvl, Kernel(space, tuple(loads.values()), tuple(stores)))
+                 for (lvl, space), (loads, stores) in groups.items()] + products
+        kernels = [kernel for lvl, kernel in sorted(steps, key=lambda step: step[0])]
         self.program = Program(tuple(dtypes), tuple(kernels), tuple(scalar_symbols.values()))
         target_set = set(self.target_positions)
         self.temporaries = {
@@ -281,13 +292,18 @@ class _ExpressionBuilder:
             return self.expr(source, inner)
         if op == "RESHAPE":
             return self._reshape(node, coeffs)
+        if op == "PERMUTE":
+            inner = [None] * len(node.arg)
+            for k, axis in enumerate(node.arg):
+                inner[axis] = coeffs[k]
+            return self.expr(node.inputs[0], tuple(inner))
         if op == "CAST":
             value = self.expr(node.inputs[0], coeffs)
             if node.dtype == "bool":
                 return sympy.Ne(value, 0)
             return CASTS[node.dtype](value)
-        if op in REDUCTIONS:
-            raise AssertionError("reductions are always stored")
+        if op in STORED_OPS:
+            raise AssertionError(f"{op} results are always stored")
         values = [self.expr(child, coeffs) for child in node.inputs]
         return OPS[op].formula(*values)
 
@@ -328,10 +344,57 @@ def _cut_long_chains(order, target_positions):
             cut.add(id(node))
             inside = frozenset()
         # reductions and requested values are cut points already: consumers load them
-        inlined[id(node)] = frozenset() if (node.op in REDUCTIONS or id(node) in cut) else inside
-        if k in targets and node.op not in REDUCTIONS:
+        inlined[id(node)] = frozenset() if (node.op in STORED_OPS or id(node) in cut) else inside
+        if k in targets and node.op not in STORED_OPS:
             inlined[id(node)] = inside
     return cut
+
+
+def _gemm(node, slot_of_leaf, slot_of_stored, loaded):
+    """The Gemm computing a MATMUL node, and the stored nodes it reads."""
+    operands, depends_on = [], []
+    for source in node.inputs:
+        found = _strided_buffer(source, slot_of_leaf, slot_of_stored, loaded)
+        if found is None or not _is_matrix_layout(found[1][-2:], source.shape[-2:]):
+            raise _NeedsBuffer(source)
+        slot, strides, base = found
+        if base is not None:
+            depends_on.append(base)
+        operands.append((slot, strides))
+    (a_slot, a_strides), (b_slot, b_strides) = operands
+    m, k = node.inputs[0].shape[-2:]
+    n = node.shape[-1]
+    c_strides = _row_major(node.shape)
+    gemm = Gemm(a_slot, b_slot, slot_of_stored[id(node)], m, n, k, tuple(a_strides[-2:]), tuple(b_strides[-2:]),
+                tuple(node.shape[:-2]), tuple(a_strides[:-2]), tuple(b_strides[:-2]), tuple(c_strides[:-2]))
+    return gemm, depends_on
+
+
+def _strided_buffer(node, slot_of_leaf, slot_of_stored, loaded):
+    """(slot, element strides, stored node or None) if `node` is a buffer seen through movement ops."""
+    if node.realized:
+        return slot_of_leaf[id(node)], node.strides, None
+    if id(node) in loaded:
+        return slot_of_stored[id(node)], _row_major(node.shape), node
+    if node.op in ("PERMUTE", "EXPAND"):
+        inner = _strided_buffer(node.inputs[0], slot_of_leaf, slot_of_stored, loaded)
+        if inner is None:
+            return None
+        slot, strides, base = inner
+        source = node.inputs[0]
+        if node.op == "PERMUTE":
+            return slot, tuple(strides[axis] for axis in node.arg), base
+        lead = len(node.shape) - len(source.shape)
+        return slot, tuple(0 if k < lead or source.shape[k - lead] == 1 else strides[k - lead]
+                           for k in range(len(node.shape))), base
+    return None
+
+
+def _is_matrix_layout(strides, shape):
+    """BLAS reads a matrix whose rows or columns are contiguous."""
+    rows, cols = shape
+    row_stride, col_stride = strides
+    return col_stride == 1 or row_stride == 1 or cols == 1 or rows == 1
 
 
 def _identity_map(rank):

@@ -309,6 +309,21 @@ def _reshape_node(node: Node, shape: tuple) -> Node:
     return Node.make("RESHAPE", (node,), shape, shape, node.dtype)
 
 
+def _permute_node(node: Node, permutation: tuple) -> Node:
+    if permutation == tuple(range(len(permutation))):
+        return node
+    shape = tuple(node.shape[axis] for axis in permutation)
+    return Node.make("PERMUTE", (node,), permutation, shape, node.dtype)
+
+
+def _matmul_node(a: Node, b: Node) -> Node:
+    """A batched product of two tensors of rank >= 2 whose batch dimensions broadcast."""
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a = _expand_node(a, batch + a.shape[-2:])
+    b = _expand_node(b, batch + b.shape[-2:])
+    return Node.make("MATMUL", (a, b), None, batch + (a.shape[-2], b.shape[-1]), a.dtype)
+
+
 def _is_constant(node: Node, value) -> bool:
     while node.op == "EXPAND":
         node = node.inputs[0]
@@ -819,19 +834,37 @@ class Tensor:
 
     # shape ----------------------------------------------------------------------------------------
     def reshape(self, *shape):
-        """The same elements in a new shape (one size may be -1)."""
+        """The same elements in a new shape (one size may be -1).
+
+        Like torch, a reshape that cannot be a view of this tensor's (torch-modelled) memory layout
+        records a copy (`CloneBackward0`) and then `UnsafeViewBackward0`.
+        """
         shape = _infer_shape(_size_args(shape), self.numel())
+        if _view_strides_torch(self._node, shape) is None:
+            return _apply(OPS["RESHAPE"], (self.clone(),), arg=shape, name="UnsafeViewBackward0")
         return _apply(OPS["RESHAPE"], (self,), arg=shape)
 
-    view = reshape
+    def view(self, *shape):
+        """The same elements in a new shape; like torch, only where that is a view of the memory."""
+        shape = _infer_shape(_size_args(shape), self.numel())
+        if _view_strides_torch(self._node, shape) is None:
+            raise RuntimeError("view size is not compatible with input tensor's size and stride (at least one "
+                               "dimension spans across two contiguous subspaces). Use .reshape(...) instead.")
+        return _apply(OPS["RESHAPE"], (self,), arg=shape)
 
     def view_as(self, other):
         return self.reshape(other.shape)
 
     reshape_as = view_as
 
-    def flatten(self):
-        return self.reshape(-1)
+    def flatten(self, start_dim=0, end_dim=-1):
+        if self.dim() == 0:
+            return self.reshape(1)
+        start, end = _normalize_dim(start_dim, self.dim()), _normalize_dim(end_dim, self.dim())
+        if start == end:
+            return self
+        shape = tuple(self.shape[:start]) + (-1,) + tuple(self.shape[end + 1:])
+        return self.reshape(*shape)
 
     def expand(self, *sizes):
         sizes = _size_args(sizes)
@@ -865,6 +898,141 @@ class Tensor:
         axes = tuple(k for k in range(self.dim()) if k < lead or (size[k - lead] == 1 and self.shape[k] != 1))
         summed = self.sum(dim=axes, keepdim=True) if axes else self
         return summed.reshape(size)
+
+    def permute(self, *dims):
+        """The same data with its dimensions reordered (a view: no copy)."""
+        dims = tuple(_normalize_dim(d, self.dim()) for d in _size_args(dims))
+        if sorted(dims) != list(range(self.dim())):
+            raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not match the "
+                               f"length of the desired ordering of dimensions i.e. input.dim() = {self.dim()} is not "
+                               f"equal to len(dims) = {len(dims)}" if len(dims) != self.dim()
+                               else "permute(): duplicate dims are not allowed.")
+        return _apply(OPS["PERMUTE"], (self,), arg=dims)
+
+    def transpose(self, dim0, dim1):
+        """Swap two dimensions (a view)."""
+        order = list(range(self.dim()))
+        a, b = _normalize_dim(dim0, self.dim()), _normalize_dim(dim1, self.dim())
+        order[a], order[b] = order[b], order[a]
+        return _apply(OPS["PERMUTE"], (self,), arg=tuple(order), name="TransposeBackward0")
+
+    swapaxes = swapdims = transpose
+
+    def t(self):
+        """Transpose of a matrix (a vector or a scalar is returned as is)."""
+        if self.dim() > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {self.dim()}D")
+        if self.dim() < 2:
+            return self
+        return _apply(OPS["PERMUTE"], (self,), arg=(1, 0), name="TBackward0")
+
+    @property
+    def T(self):
+        return self.permute(*reversed(range(self.dim())))
+
+    @property
+    def mT(self):
+        if self.dim() < 2:
+            raise RuntimeError("tensor.mT is only supported on matrices or batches of matrices. Got 1-D tensor.")
+        return self.transpose(-2, -1)
+
+    def squeeze(self, dim=None):
+        """Drop dimensions of size 1 (all of them, or `dim` if it has size 1)."""
+        if dim is None:
+            shape = tuple(n for n in self.shape if n != 1)
+            return _apply(OPS["RESHAPE"], (self,), arg=shape, name="SqueezeBackward0")
+        dims = {_normalize_dim(d, self.dim()) for d in ((dim,) if isinstance(dim, int) else dim)}
+        shape = tuple(n for k, n in enumerate(self.shape) if not (k in dims and n == 1))
+        return _apply(OPS["RESHAPE"], (self,), arg=shape,
+                      name="SqueezeBackward1" if isinstance(dim, int) else "SqueezeBackward2")
+
+    def unsqueeze(self, dim):
+        """Insert a dimension of size 1 at `dim`."""
+        dim = _normalize_dim(dim, self.dim() + 1)
+        shape = self.shape[:dim] + (1,) + self.shape[dim:]
+        return _apply(OPS["RESHAPE"], (self,), arg=tuple(shape), name="UnsqueezeBackward0")
+
+    def mm(self, mat2):
+        """Matrix product of two matrices."""
+        for t in (self, mat2):
+            if t.dim() != 2:
+                raise RuntimeError("self must be a matrix" if t is self else "mat2 must be a matrix")
+        _check_product(self, mat2)
+        return _apply(OPS["MATMUL"], (self, mat2), name="MmBackward0")
+
+    def bmm(self, mat2):
+        """Batched matrix product of two 3-D tensors."""
+        for t in (self, mat2):
+            if t.dim() != 3:
+                raise RuntimeError(f"batch1 must be a 3D tensor" if t is self else "batch2 must be a 3D tensor")
+        if self.shape[0] != mat2.shape[0]:
+            raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: [{self.shape[0]}, "
+                               f"{self.shape[2]}] but got: [{mat2.shape[0]}, {mat2.shape[1]}].")
+        _check_product(self, mat2)
+        return _apply(OPS["MATMUL"], (self, mat2))
+
+    def mv(self, vec):
+        if self.dim() != 2 or vec.dim() != 1:
+            raise RuntimeError(f"vector + matrix @ vector expected, got {vec.dim()}, {self.dim()}, {vec.dim()}")
+        _check_product(self, vec.unsqueeze(1))
+        return _apply(OPS["MV"], (self, vec))
+
+    def dot(self, other):
+        if self.dim() != 1 or other.dim() != 1:
+            raise RuntimeError(f"1D tensors expected, but got {self.dim()}D and {other.dim()}D tensors")
+        if self.shape[0] != other.shape[0]:
+            raise RuntimeError(f"inconsistent tensor size, expected tensor [{self.shape[0]}] and src "
+                               f"[{other.shape[0]}] to have the same number of elements, but got "
+                               f"{self.shape[0]} and {other.shape[0]} elements respectively")
+        return _apply(OPS["DOT"], (self, other))
+
+    def outer(self, vec2):
+        return self.reshape(-1, 1) * vec2
+
+    ger = outer
+
+    def matmul(self, other):
+        """torch.matmul: dot, matrix-vector, matrix, and broadcast batched products."""
+        if self.dim() == 0 or other.dim() == 0:
+            raise RuntimeError(f"both arguments to matmul need to be at least 1D, but they are {self.dim()}D and "
+                               f"{other.dim()}D")
+        if self.dim() == 1 and other.dim() == 1:
+            return self.dot(other)
+        if self.dim() == 2 and other.dim() == 1:
+            return self.mv(other)
+        if self.dim() == 1 and other.dim() == 2:
+            _check_product(self.unsqueeze(0), other)
+            return _apply(OPS["RESHAPE"], (self.unsqueeze(0).mm(other),), arg=(other.shape[1],),
+                          name="SqueezeBackward4")
+        if self.dim() == 2 and other.dim() == 2:
+            return self.mm(other)
+        if other.dim() == 2 and self.dim() > 2:
+            # NOTE: like torch, fold the batch into the rows: one large GEMM instead of many small ones
+            _check_product(self, other)
+            folded = self.reshape(-1, self.shape[-1]).mm(other)
+            return _apply(OPS["RESHAPE"], (folded,), arg=tuple(self.shape[:-1]) + (other.shape[-1],),
+                          name="UnsafeViewBackward0")
+        a = self.unsqueeze(0) if self.dim() == 1 else self
+        b = other.unsqueeze(-1) if other.dim() == 1 else other
+        _check_product(a, b)
+        # NOTE: torch's recipe, so the recorded graph matches: broadcast the batch dimensions, fold
+        # them into one, bmm, and view the result with the batch shape.
+        batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        (m, k), n = a.shape[-2:], b.shape[-1]
+        a3 = a.expand(batch + (m, k)).reshape(-1, m, k)
+        b3 = b.expand(batch + (k, n)).reshape(-1, k, n)
+        out = _apply(OPS["RESHAPE"], (a3.bmm(b3),), arg=batch + (m, n), name="UnsafeViewBackward0")
+        if self.dim() == 1:
+            out = out.squeeze(-2)
+        if other.dim() == 1:
+            out = out.squeeze(-1)
+        return out
+
+    def __matmul__(self, other):
+        return self.matmul(other)
+
+    def __rmatmul__(self, other):
+        return other.matmul(self)
 
     def clone(self):
         return _apply(OPS["CLONE"], (self,))
@@ -956,6 +1124,81 @@ class Tensor:
 
 
 # -- helpers of the Tensor API ---------------------------------------------------------------------
+def _torch_strides(node: Node) -> tuple[int, ...]:
+    """The strides torch would give this value: results of computations are contiguous, movement
+    ops are views (expand: stride 0, permute: permuted, reshape: a view where possible)."""
+    chain = []
+    while node.op in ("EXPAND", "PERMUTE", "RESHAPE") and node.inputs:
+        chain.append(node)
+        node = node.inputs[0]
+    strides = _row_major_strides(node.shape)
+    for step in reversed(chain):
+        source_shape = step.inputs[0].shape
+        if step.op == "PERMUTE":
+            strides = tuple(strides[axis] for axis in step.arg)
+        elif step.op == "EXPAND":
+            lead = len(step.shape) - len(source_shape)
+            strides = tuple(0 if k < lead or source_shape[k - lead] == 1 and step.shape[k] != 1
+                            else strides[k - lead] for k in range(len(step.shape)))
+        else:
+            strides = _compute_view_strides(source_shape, strides, step.shape) or _row_major_strides(step.shape)
+    return strides
+
+
+def _view_strides_torch(node: Node, shape):
+    return _compute_view_strides(node.shape, _torch_strides(node), shape)
+
+
+def _row_major_strides(shape):
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
+def _compute_view_strides(old_shape, old_strides, new_shape):
+    """torch's rule (computeStride) for viewing memory with `old_strides` in `new_shape`, or None."""
+    if not old_shape or math.prod(old_shape) == 0:
+        return _row_major_strides(new_shape)
+    new_strides = [0] * len(new_shape)
+    view_d = len(new_shape) - 1
+    chunk_base = old_strides[-1]
+    tensor_numel = view_numel = 1
+    for tensor_d in range(len(old_shape) - 1, -1, -1):
+        tensor_numel *= old_shape[tensor_d]
+        if tensor_d == 0 or (old_shape[tensor_d - 1] != 1
+                             and old_strides[tensor_d - 1] != tensor_numel * chunk_base):
+            while view_d >= 0 and (view_numel < tensor_numel or new_shape[view_d] == 1):
+                new_strides[view_d] = view_numel * chunk_base
+                view_numel *= new_shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if tensor_d > 0:
+                chunk_base = old_strides[tensor_d - 1]
+                tensor_numel = view_numel = 1
+    if view_d != -1:
+        return None
+    return tuple(new_strides)
+
+
+def _check_product(a, b):
+    if not a.dtype.is_floating_point or not b.dtype.is_floating_point:
+        raise NotImplementedError(f"matrix products of {a.dtype} and {b.dtype} tensors are not implemented "
+                                  "(BLAS has float32 and float64); convert with .float() or .double()")
+    if a.dtype is not b.dtype:
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {_TYPE_NAMES[a.dtype.name]} != "
+                           f"{_TYPE_NAMES[b.dtype.name]}")
+    if a.shape[-1] != b.shape[-2]:
+        rows = "x".join(str(n) for n in a.shape[-2:])
+        cols = "x".join(str(n) for n in b.shape[-2:])
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows} and {cols})")
+
+
+_TYPE_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "bool": "bool"}
+
+
 def _require_tensor(name, other):
     if not isinstance(other, Tensor):
         raise TypeError(f"{name}(): argument 'other' (position 2) must be Tensor, not {type(other).__name__}")
@@ -1045,6 +1288,9 @@ def _forward(op: Op, operands, arg) -> Tensor:
     if op.kind == "composite":
         with no_grad():
             return op.forward(*operands, arg)
+    if op.kind == "matmul":
+        a, b = operands
+        return Tensor._wrap(_matmul_node(a._node, b._node))
     (x,) = operands
     if op.name == "CAST":
         return Tensor._wrap(_cast_node(x._node, arg))
@@ -1052,6 +1298,8 @@ def _forward(op: Op, operands, arg) -> Tensor:
         return Tensor._wrap(_reshape_node(x._node, arg))
     if op.name == "EXPAND":
         return Tensor._wrap(_expand_node(x._node, arg))
+    if op.name == "PERMUTE":
+        return Tensor._wrap(_permute_node(x._node, arg))
     raise NotImplementedError(f"no forward for {op.name}")
 
 
