@@ -27,6 +27,7 @@ def symgrad_step(x, y, w1, w2):
     w1, w2 = torch.tensor(w1, requires_grad=True), torch.tensor(w2, requires_grad=True)
 
     def step():
+        nonlocal w1, w2
         loss = (x.mm(w1).clamp(min=0).mm(w2) - y).pow(2).sum()
         loss.backward()
         with torch.no_grad():
@@ -41,6 +42,7 @@ def symgrad_step(x, y, w1, w2):
 
 def numpy_step(x, y, w1, w2):
     def step():
+        nonlocal w1, w2
         h = x @ w1
         h_relu = np.maximum(h, 0)
         y_pred = h_relu @ w2
@@ -64,6 +66,7 @@ def torch_step(x, y, w1, w2):
     w1, w2 = torch.tensor(w1, requires_grad=True), torch.tensor(w2, requires_grad=True)
 
     def step():
+        nonlocal w1, w2
         loss = (x.mm(w1).clamp(min=0).mm(w2) - y).pow(2).sum()
         loss.backward()
         with torch.no_grad():

@@ -66,11 +66,14 @@ def plan_for(nodes, store_if_computed=()):
     targets = _unique(n for n in nodes if not n.realized)
     if not targets:
         return None
-    _resolve_views(pending_postorder(targets))
-    targets = [n for n in targets if not n.realized]
-    if not targets:
-        return None
     order = pending_postorder(targets)
+    if _resolve_views(order):
+        # NOTE: a resolved view's input was already computed, so dropping the newly computed nodes
+        # leaves exactly the pending graph (no second walk needed)
+        order = [n for n in order if not n.realized]
+        targets = [n for n in targets if not n.realized]
+        if not targets:
+            return None
     in_order = {id(n) for n in order}
     extra = [n for n in _unique(store_if_computed) if id(n) in in_order and not n.realized]
     targets = _unique([*targets, *extra])
@@ -94,7 +97,9 @@ def _unique(nodes):
 
 
 # -- views: reshape/expand of a computed buffer cost nothing ---------------------------------------
-def _resolve_views(order):
+def _resolve_views(order) -> bool:
+    """Turn movement ops over computed buffers into views (or host copies); True if any changed."""
+    changed = False
     for node in order:
         if node.op in MOVEMENT and node.inputs[0].realized:
             source = node.inputs[0]
@@ -106,6 +111,8 @@ def _resolve_views(order):
                 # would need div/mod in kernel indexing; one host-side copy is simpler and rare.
                 array = np.ascontiguousarray(source.numpy()).reshape(node.shape)
                 node.set_buffer(Buffer.of(array), contiguous_strides(node.shape))
+            changed = True
+    return changed
 
 
 def _view_strides(node):
