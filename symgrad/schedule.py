@@ -29,7 +29,7 @@ from .ops import OPS
 import numpy as np
 
 REDUCTIONS = {"SUM": "sum", "MAX": "max", "MIN": "min"}
-MOVEMENT = ("RESHAPE", "EXPAND", "PERMUTE")
+MOVEMENT = ("RESHAPE", "EXPAND", "PERMUTE", "SLICE")
 # nodes whose value is always stored, and read from memory by their consumers
 STORED_OPS = frozenset({*REDUCTIONS, "MATMUL"})
 PROGRAM_CACHE_LIMIT = 512
@@ -105,7 +105,7 @@ def _resolve_views(order) -> bool:
             source = node.inputs[0]
             view = _view_strides(node)
             if view is not None:
-                node.set_buffer(source.buffer, view, source.offset)
+                node.set_buffer(source.buffer, *view)
             else:
                 # NOTE: a reshape that strides cannot express (e.g. flattening an expanded tensor)
                 # would need div/mod in kernel indexing; one host-side copy is simpler and rare.
@@ -116,15 +116,19 @@ def _resolve_views(order) -> bool:
 
 
 def _view_strides(node):
+    """(strides, offset) of a movement op over a computed buffer, or None if strides cannot say it."""
     source = node.inputs[0]
     if node.op == "PERMUTE":
-        return tuple(source.strides[axis] for axis in node.arg)
+        return tuple(source.strides[axis] for axis in node.arg), source.offset
+    if node.op == "SLICE":
+        offset = source.offset + sum(start * stride for (start, _), stride in zip(node.arg, source.strides))
+        return tuple(step * stride for (_, step), stride in zip(node.arg, source.strides)), offset
     if node.op == "EXPAND":
         lead = len(node.shape) - len(source.shape)
         return tuple(0 if k < lead or source.shape[k - lead] == 1 else source.strides[k - lead]
-                     for k in range(len(node.shape)))
+                     for k in range(len(node.shape))), source.offset
     if source.strides == contiguous_strides(source.shape):
-        return contiguous_strides(node.shape)
+        return contiguous_strides(node.shape), source.offset
     return None
 
 
@@ -255,7 +259,8 @@ class _ExpressionBuilder:
         return space, Store(self.slot_of_stored[id(node)], contiguous_strides(space), expr)
 
     def expr(self, node, coeffs):
-        """`node`'s value at the kernel's index, where node index[k] = sum(coeffs[k][i] * index[i])."""
+        """`node`'s value at the kernel's index, where node index[k] = sum(coeffs[k][i] * index[i]) +
+        coeffs[k][-1]: one affine map per node axis (the last entry is a constant offset)."""
         key = (id(node), coeffs)
         if key not in self.memo:
             if node.realized:
@@ -268,17 +273,18 @@ class _ExpressionBuilder:
         return self.memo[key]
 
     def _load(self, slot, strides, coeffs, dtype):
-        width = len(coeffs[0]) if coeffs else self._space_rank()
+        width = self._space_rank()
         flat = tuple(sum(strides[k] * coeffs[k][i] for k in range(len(strides))) for i in range(width))
-        key = (slot, flat)
+        offset = sum(strides[k] * coeffs[k][width] for k in range(len(strides)))
+        key = (slot, flat, offset)
         load = self.loads.get(key)
         if load is None:
             assumptions = {"real": True} if dtype in ("float32", "float64") else (
                 {"integer": True} if dtype == "int64" else {})
             # NOTE: named by content, so equal loads of different stores in one kernel are one symbol
-            name = f"b{slot}_" + "_".join(str(s).replace("-", "m") for s in flat)
+            name = f"b{slot}_" + "_".join(str(s).replace("-", "m") for s in flat) + (f"_o{offset}" if offset else "")
             symbol = sympy.Symbol(name, **assumptions)
-            load = self.loads[key] = Load(symbol, slot, flat)
+            load = self.loads[key] = Load(symbol, slot, flat, offset)
         return sympy.Ne(load.symbol, 0) if dtype == "bool" else load.symbol
 
     def _space_rank(self):
@@ -294,7 +300,7 @@ class _ExpressionBuilder:
         if op == "EXPAND":
             source = node.inputs[0]
             lead = len(node.shape) - len(source.shape)
-            zero = (0,) * self._space_rank()
+            zero = (0,) * (self._space_rank() + 1)
             inner = tuple(zero if source.shape[j] == 1 else coeffs[j + lead] for j in range(len(source.shape)))
             return self.expr(source, inner)
         if op == "RESHAPE":
@@ -304,6 +310,10 @@ class _ExpressionBuilder:
             for k, axis in enumerate(node.arg):
                 inner[axis] = coeffs[k]
             return self.expr(node.inputs[0], tuple(inner))
+        if op == "SLICE":
+            inner = tuple(tuple(step * c for c in axis_map[:-1]) + (start + step * axis_map[-1],)
+                          for (start, step), axis_map in zip(node.arg, coeffs))
+            return self.expr(node.inputs[0], inner)
         if op == "CAST":
             value = self.expr(node.inputs[0], coeffs)
             if node.dtype == "bool":
@@ -317,23 +327,17 @@ class _ExpressionBuilder:
     def _reshape(self, node, coeffs):
         source = node.inputs[0]
         width = self._space_rank()
-        linear = tuple(sum(s * coeffs[k][i] for k, s in enumerate(_row_major(node.shape))) for i in range(width))
+        # the flat (row-major) position in the reshaped value is one affine map of the index
+        flat = tuple(sum(s * coeffs[k][i] for k, s in enumerate(_row_major(node.shape))) for i in range(width + 1))
         if source.realized and source.strides == contiguous_strides(source.shape):
-            return self._load_flat(self.slot_of_leaf[id(source)], linear, source.dtype)
+            return self._load(self.slot_of_leaf[id(source)], (1,), (flat,), source.dtype)
         if id(source) in self.loaded:
             self.depends_on.append(source)
-            return self._load_flat(self.slot_of_stored[id(source)], linear, source.dtype)
-        inner = _split_linear(linear, source.shape, self._space_extent())
+            return self._load(self.slot_of_stored[id(source)], (1,), (flat,), source.dtype)
+        inner = _split_linear(flat, source.shape, self._space_extent())
         if inner is None:
             raise _NeedsBuffer(source)
         return self.expr(source, inner)
-
-    def _load_flat(self, slot, linear, dtype):
-        key = (slot, linear)
-        load = self.loads.get(key)
-        if load is None:
-            return self._load(slot, (1,), (linear,), dtype)
-        return sympy.Ne(load.symbol, 0) if dtype == "bool" else load.symbol
 
     def _space_extent(self):
         root = self.root
@@ -405,7 +409,8 @@ def _is_matrix_layout(strides, shape):
 
 
 def _identity_map(rank):
-    return tuple(tuple(1 if i == k else 0 for i in range(rank)) for k in range(rank))
+    """Node index k = kernel index k, offset 0."""
+    return tuple(tuple(1 if i == k else 0 for i in range(rank + 1)) for k in range(rank))
 
 
 def _row_major(shape):
@@ -416,12 +421,17 @@ def _row_major(shape):
     return tuple(reversed(strides))
 
 
-def _split_linear(linear, shape, extent):
-    """Coefficients per axis of `shape` for a flat offset `sum(linear[i] * index[i])`, or None if an
-    index axis would carry from one axis into the next (that needs div/mod, so we store instead)."""
+def _split_linear(flat, shape, extent):
+    """Affine maps per axis of `shape` for a flat position `sum(flat[i] * index[i]) + flat[-1]`, or
+    None if an index axis would carry from one axis into the next (that needs div/mod, so we store
+    instead)."""
     strides = _row_major(shape)
-    coeffs = [[0] * len(linear) for _ in shape]
+    linear, offset = flat[:-1], flat[-1]
+    coeffs = [[0] * len(flat) for _ in shape]
     reach = [0] * len(shape)
+    for axis, (n, stride) in enumerate(zip(shape, strides)):
+        coeffs[axis][-1] = (offset // stride) % n
+        reach[axis] = coeffs[axis][-1]
     for i, step in enumerate(linear):
         if step == 0 or extent[i] == 1:
             continue
