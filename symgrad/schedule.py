@@ -31,7 +31,7 @@ import numpy as np
 REDUCTIONS = {"SUM": "sum", "MAX": "max", "MIN": "min"}
 MOVEMENT = ("RESHAPE", "EXPAND", "PERMUTE", "SLICE")
 # nodes whose value is always stored, and read from memory by their consumers
-STORED_OPS = frozenset({*REDUCTIONS, "MATMUL"})
+STORED_OPS = frozenset({*REDUCTIONS, "MATMUL", "ASSEMBLE"})
 PROGRAM_CACHE_LIMIT = 512
 # NOTE: a fused body grows with every op it inlines, and SymPy's work on it grows faster than that;
 # past this many inlined nodes an intermediate value is stored and loaded instead.
@@ -204,6 +204,17 @@ class _Plan:
                 level[id(node)] = 1 + max((level[id(d)] for d in depends_on), default=-1)
                 products.append((level[id(node)], gemm))
                 continue
+            if node.op == "ASSEMBLE":
+                # one kernel per part, in order: a later part overwrites an earlier one's region
+                previous = -1
+                for part, region in zip(node.inputs, node.arg):
+                    builder = _ExpressionBuilder(slot_of_leaf, slot_of_stored, loaded, scalar_symbols, node,
+                                                 part.shape)
+                    store = builder.region_store(part, region, slot_of_stored[id(node)], node.shape)
+                    previous = 1 + max([previous, *(level[id(d)] for d in builder.depends_on)])
+                    products.append((previous, Kernel(part.shape, tuple(builder.loads.values()), (store,))))
+                level[id(node)] = previous
+                continue
             builder = _ExpressionBuilder(slot_of_leaf, slot_of_stored, loaded, scalar_symbols, node)
             space, store = builder.store_for(node)
             level[id(node)] = 1 + max((level[id(d)] for d in builder.depends_on), default=-1)
@@ -240,9 +251,12 @@ class _Plan:
 class _ExpressionBuilder:
     """The SymPy body of one stored node, with loads over its kernel's index space."""
 
-    def __init__(self, slot_of_leaf, slot_of_stored, loaded, scalar_symbols, root):
+    def __init__(self, slot_of_leaf, slot_of_stored, loaded, scalar_symbols, root, space=None):
         self.slot_of_leaf, self.slot_of_stored, self.loaded = slot_of_leaf, slot_of_stored, loaded
         self.scalar_symbols, self.root = scalar_symbols, root
+        if space is None:
+            space = root.inputs[0].shape if root.op in REDUCTIONS else root.shape
+        self.space = tuple(space)
         self.loads: dict = {}
         self.depends_on: list = []
         self.memo: dict = {}
@@ -257,6 +271,14 @@ class _ExpressionBuilder:
         space = node.shape
         expr = self._compute(node, _identity_map(len(space)))
         return space, Store(self.slot_of_stored[id(node)], contiguous_strides(space), expr)
+
+    def region_store(self, part, region, slot, shape):
+        """Store `part` into the region ((start, step) per axis) of a buffer of `shape`."""
+        row_major = _row_major(shape)
+        strides = tuple(0 if n == 1 else step * stride for n, (_, step), stride in zip(part.shape, region, row_major))
+        offset = sum(start * stride for (start, _), stride in zip(region, row_major))
+        value = self.expr(part, _identity_map(len(part.shape)))
+        return Store(slot, strides, value, offset=offset)
 
     def expr(self, node, coeffs):
         """`node`'s value at the kernel's index, where node index[k] = sum(coeffs[k][i] * index[i]) +
@@ -288,8 +310,7 @@ class _ExpressionBuilder:
         return sympy.Ne(load.symbol, 0) if dtype == "bool" else load.symbol
 
     def _space_rank(self):
-        root = self.root
-        return len(root.inputs[0].shape) if root.op in REDUCTIONS else len(root.shape)
+        return len(self.space)
 
     def _compute(self, node, coeffs):
         op = node.op
@@ -340,8 +361,7 @@ class _ExpressionBuilder:
         return self.expr(source, inner)
 
     def _space_extent(self):
-        root = self.root
-        return root.inputs[0].shape if root.op in REDUCTIONS else root.shape
+        return self.space
 
 
 def _cut_long_chains(order, target_positions):
