@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import sympy
 
 DTYPES = ("float32", "float64", "int64", "bool")
-REDUCTIONS = ("sum", "max", "min")
+REDUCTIONS = ("sum", "prod", "max", "min")
 
 
 @dataclass(frozen=True)

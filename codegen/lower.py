@@ -99,6 +99,8 @@ def canonical_loops(kernel: Kernel):
 def _identity(reduce: str, dtype: str):
     if reduce == "sum":
         return 0
+    if reduce == "prod":
+        return 1
     if dtype == "bool":
         return reduce == "min"
     if dtype == "int64":
@@ -316,9 +318,11 @@ class _KernelLowering:
     def _combine(self, reduce, dtype, acc, value):
         b = self.builder
         if dtype == "bool":
-            return b.or_(acc, value) if reduce in ("sum", "max") else b.and_(acc, value)
+            return b.or_(acc, value) if reduce in ("sum", "max") else b.and_(acc, value)  # prod, min: and
         if reduce == "sum":
             return b.fadd(acc, value, flags=REDUCE_FLAGS) if dtype in FLOATS else b.add(acc, value)
+        if reduce == "prod":
+            return b.fmul(acc, value, flags=REDUCE_FLAGS) if dtype in FLOATS else b.mul(acc, value)
         if dtype in FLOATS:
             # NOTE: llvm.maximum propagates NaN like torch.max; maxnum would drop it.
             name = "llvm.maximum" if reduce == "max" else "llvm.minimum"
@@ -332,7 +336,8 @@ class _KernelLowering:
 
 def _accumulator_dtype(reduce, dtype):
     # NOTE: float32 sums accumulate in float64 registers: 4M float32 values summed in float32 lose
-    # about four digits, and the loop is memory-bound either way.
+    # about four digits, and the loop is memory-bound either way. Products stay in their dtype, like
+    # torch's (whose float32 prod of [1e30, 1e30, 1e-30] overflows to inf).
     if reduce == "sum" and dtype == "float32":
         return "float64"
     return dtype

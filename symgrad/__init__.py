@@ -19,6 +19,7 @@ from .tensor import (
     manual_seed, maximum, minimum, no_grad, ones, ones_like, rand, rand_like, randn, randn_like, result_type,
     set_grad_enabled, tensor, where, zeros, zeros_like,
 )
+from .tensor import _arg_extreme, _extreme, _logsumexp, _product, _softmax, _variance, return_types
 
 autograd.grad = autograd.grad_of
 
@@ -41,8 +42,8 @@ def _function(name):
 
 add, sub, mul, div, pow, neg, exp, log, sqrt, tanh, sigmoid, relu, abs, sin, cos = map(_function, (
     "add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "sin", "cos"))
-clamp, clip, sign, reciprocal, sum, mean, max, min, norm, reshape, clone = map(_function, (
-    "clamp", "clip", "sign", "reciprocal", "sum", "mean", "max", "min", "norm", "reshape", "clone"))
+clamp, clip, sign, reciprocal, sum, mean, norm, reshape, clone = map(_function, (
+    "clamp", "clip", "sign", "reciprocal", "sum", "mean", "norm", "reshape", "clone"))
 lt, le, gt, ge, eq, ne, numel, flatten, detach = map(_function, (
     "lt", "le", "gt", "ge", "eq", "ne", "numel", "flatten", "detach"))
 mm, bmm, mv, dot, outer, matmul, t, transpose, permute, squeeze, unsqueeze = map(_function, (
@@ -52,3 +53,51 @@ subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div
 
 def is_tensor(obj) -> bool:
     return isinstance(obj, Tensor)
+
+
+# Reductions whose argument errors name the input too (torch's messages count it: "got (Tensor, float)").
+def max(input, *args, **kwargs):
+    """torch.max: of all elements, `max(input, dim, keepdim=False)` -> (values, indices), or `max(input, other)`."""
+    return _extreme(input, "max", args, kwargs, functional=True)
+
+
+def min(input, *args, **kwargs):
+    """torch.min: of all elements, `min(input, dim, keepdim=False)` -> (values, indices), or `min(input, other)`."""
+    return _extreme(input, "min", args, kwargs, functional=True)
+
+
+def argmax(input, *args, **kwargs):
+    """torch.argmax(input, dim=None, keepdim=False)."""
+    return _arg_extreme(input, "argmax", args, kwargs, functional=True)
+
+
+def argmin(input, *args, **kwargs):
+    """torch.argmin(input, dim=None, keepdim=False)."""
+    return _arg_extreme(input, "argmin", args, kwargs, functional=True)
+
+
+def prod(input, *args, dtype=None, **kwargs):
+    return _product(input, args, kwargs, dtype, functional=True)
+
+
+def var(input, *args, **kwargs):
+    return _variance(input, "var", args, kwargs, functional=True)
+
+
+def std(input, *args, **kwargs):
+    return _variance(input, "std", args, kwargs, functional=True)
+
+
+def logsumexp(input, *args, **kwargs):
+    """torch.logsumexp(input, dim, keepdim=False)."""
+    return _logsumexp(input, args, kwargs, functional=True)
+
+
+def softmax(input, *args, **kwargs):
+    """torch.softmax(input, dim, dtype=None)."""
+    return _softmax(input, "softmax", args, kwargs, functional=True)
+
+
+def log_softmax(input, *args, **kwargs):
+    """torch.log_softmax(input, dim, dtype=None)."""
+    return _softmax(input, "log_softmax", args, kwargs, functional=True)

@@ -132,6 +132,7 @@ STRUCTURAL = [
     Op("SUM", "SumBackward1", "reduce", dtype_rule=KEEP),
     Op("MAX", "MaxBackward1", "reduce", dtype_rule=KEEP),
     Op("MIN", "MinBackward1", "reduce", dtype_rule=KEEP),
+    Op("PROD", "ProdBackward0", "reduce", dtype_rule=KEEP),
     Op("RESHAPE", "ViewBackward0", "movement", vjp=lambda g, i, o, arg: (g.reshape(i[0].shape),),
        dtype_rule=KEEP, saves=False),
     Op("EXPAND", "ExpandBackward0", "movement", vjp=lambda g, i, o, arg: (g.sum_to_size(i[0].shape),),
@@ -169,12 +170,103 @@ def _extreme_vjp(g, inputs, out, arg):
     return (g * mask / mask.sum(),)
 
 
+def _select_vjp(g, inputs, out, arg):
+    # NOTE: max(dim)/min(dim) give the whole gradient to the index they return (the first of tied
+    # extremes, torch's rule), where max()/min() of a whole tensor spread it over ties.
+    (x,), (axes, keepdim, indices) = inputs, arg
+    kept = _keepdim_shape(x.shape, axes)
+    chosen = x._positions(axes) == type(x)._wrap(indices).reshape(kept)
+    return (_where(chosen, g.reshape(kept), 0.0),)
+
+
+def _prod_vjp(g, inputs, out, arg):
+    # NOTE: torch's rule: d prod / d x_i = prod / x_i while no element is 0. Where a slice holds zeros
+    # (torch then multiplies exclusive cumulative products) the product of the others is the product of
+    # the slice's nonzero elements at its only zero, and 0 at every other element; with two or more
+    # zeros in a slice every product of others contains a zero, so the whole slice gets 0, as in torch.
+    (x,), (axes, keepdim) = inputs, arg
+    kept = _keepdim_shape(x.shape, axes)
+    zero = x == 0
+    zeros = zero._reduced("SUM", axes, True)
+    safe = _where(zero, 1.0, x)
+    nonzero_product = safe._prod(axes, True)
+    others = _where(zeros == 0, out.reshape(kept) / safe, _where(zero & (zeros == 1), nonzero_product, 0.0))
+    return (g.reshape(kept) * others,)
+
+
+def _count(shape, axes):
+    count = 1
+    for k in axes:
+        count *= shape[k]
+    return count
+
+
+def _var_forward(x, arg):
+    axes, correction, keepdim = arg
+    # NOTE: like torch, a slice with no more elements than `correction` divides by 0 (nan or inf);
+    # `var`/`std` warn about it at the call.
+    dof = _count(x.shape, axes) - correction
+    deviation = x - x.mean(dim=axes, keepdim=True)
+    squares = (deviation * deviation).sum(dim=axes, keepdim=keepdim)
+    return squares / dof if dof > 0 else squares * math.inf
+
+
+def _var_vjp(g, inputs, out, arg):
+    # torch's var_backward: 2 / (n - correction) * g * (x - mean), with n - correction not clamped at 0
+    (x,), (axes, correction, keepdim) = inputs, arg
+    dof = _count(x.shape, axes) - correction
+    scale = 2.0 / dof if dof != 0 else math.inf
+    return (g.reshape(_keepdim_shape(x.shape, axes)) * scale * (x - x.mean(dim=axes, keepdim=True)),)
+
+
+def _std_vjp(g, inputs, out, arg):
+    # NOTE: torch's std gradient is 0 where std is 0 (a constant slice), where g / (2 * std) is inf.
+    return _var_vjp(_where(out == 0, 0.0, g / (2 * out)), inputs, out, arg)
+
+
+def _logsumexp_forward(x, arg):
+    axes, keepdim = arg
+    # Stable: exp(x - max) is at most 1. An infinite max is replaced by 0 (as torch does), so that
+    # inf - inf never makes a nan: logsumexp([inf, 1]) is inf and logsumexp([-inf, -inf]) is -inf.
+    top = x._reduced("MAX", axes, True)
+    top = _where(top.abs() == math.inf, 0.0, top)
+    out = (x - top).exp().sum(dim=axes, keepdim=True).log() + top
+    return out if keepdim else out.reshape(tuple(n for k, n in enumerate(x.shape) if k not in axes))
+
+
+def _logsumexp_vjp(g, inputs, out, arg):
+    (x,), (axes, keepdim) = inputs, arg
+    kept = _keepdim_shape(x.shape, axes)
+    return (g.reshape(kept) * (x - out.reshape(kept)).exp(),)
+
+
+def _softmax_forward(x, axes):
+    # Stable: the max along the dim is subtracted first. It is a constant of the forward only: the
+    # rules below are torch's, written with the output, so no gradient flows through it.
+    shifted = (x - x._reduced("MAX", axes, True)).exp()
+    return shifted / shifted.sum(dim=axes, keepdim=True)
+
+
+def _log_softmax_forward(x, axes):
+    shifted = x - x._reduced("MAX", axes, True)
+    return shifted - shifted.exp().sum(dim=axes, keepdim=True).log()
+
+
+def _softmax_vjp(g, inputs, out, axes):
+    return (out * (g - (g * out).sum(dim=axes, keepdim=True)),)
+
+
+def _log_softmax_vjp(g, inputs, out, axes):
+    return (g - out.exp() * g.sum(dim=axes, keepdim=True),)
+
+
 def _mean_forward(x, arg):
     axes, keepdim = arg
     count = 1
     for k in (axes if axes is not None else range(x.dim())):
         count *= x.shape[k]
-    return x.sum(dim=axes, keepdim=keepdim) / count
+    # the mean of no elements is nan (0 / 0), as in torch; a division by the integer 0 has no formula
+    return x.sum(dim=axes, keepdim=keepdim) / count if count else x.sum(dim=axes, keepdim=keepdim) * math.nan
 
 
 def _clamp_forward(x, low, high, arg):
@@ -242,6 +334,26 @@ COMPOSITE = [
        vjp=_extreme_vjp, dtype_rule=KEEP),
     Op("MIN_ALL", "MinBackward1", "composite", forward=lambda x, arg: x._reduced("MIN", None, False),
        vjp=_extreme_vjp, dtype_rule=KEEP),
+    # max(dim)/min(dim): the values; the indices (computed beside them, never differentiable) are
+    # saved in `arg` = (axes, keepdim, indices node), as torch's MaxBackward0 saves them.
+    Op("MAX_DIM", "MaxBackward0", "composite", forward=lambda x, arg: x._reduced("MAX", arg[0], arg[1]),
+       vjp=_select_vjp, dtype_rule=KEEP),
+    Op("MIN_DIM", "MinBackward0", "composite", forward=lambda x, arg: x._reduced("MIN", arg[0], arg[1]),
+       vjp=_select_vjp, dtype_rule=KEEP),
+    Op("PROD_ALL", "ProdBackward0", "composite", forward=lambda x, arg: x._reduced("PROD", *arg), vjp=_prod_vjp,
+       dtype_rule=KEEP),
+    Op("PROD_DIM", "ProdBackward1", "composite", forward=lambda x, arg: x._reduced("PROD", *arg), vjp=_prod_vjp,
+       dtype_rule=KEEP),
+    # var/std: `arg` is (axes, correction, keepdim)
+    Op("VAR", "VarBackward0", "composite", forward=_var_forward, vjp=_var_vjp, dtype_rule=KEEP),
+    Op("STD", "StdBackward0", "composite", forward=lambda x, arg: _var_forward(x, arg).sqrt(), vjp=_std_vjp,
+       dtype_rule=KEEP),
+    Op("LOGSUMEXP", "LogsumexpBackward0", "composite", forward=_logsumexp_forward, vjp=_logsumexp_vjp,
+       dtype_rule=KEEP),
+    # softmax/log_softmax: `arg` is the dim as a tuple of axes (empty for a 0-d tensor)
+    Op("SOFTMAX", "SoftmaxBackward0", "composite", forward=_softmax_forward, vjp=_softmax_vjp, dtype_rule=KEEP),
+    Op("LOG_SOFTMAX", "LogSoftmaxBackward0", "composite", forward=_log_softmax_forward, vjp=_log_softmax_vjp,
+       dtype_rule=KEEP),
     # mean has no rule of its own: its gradient is the gradient of its forward, sum(x) / n.
     Op("MEAN_ALL", "MeanBackward0", "composite", forward=_mean_forward, dtype_rule=KEEP, saves=False),
     Op("MEAN_DIM", "MeanBackward1", "composite", forward=_mean_forward, dtype_rule=KEEP, saves=False),

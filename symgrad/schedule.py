@@ -28,7 +28,7 @@ from .ops import OPS
 
 import numpy as np
 
-REDUCTIONS = {"SUM": "sum", "MAX": "max", "MIN": "min"}
+REDUCTIONS = {"SUM": "sum", "PROD": "prod", "MAX": "max", "MIN": "min"}
 MOVEMENT = ("RESHAPE", "EXPAND", "PERMUTE", "SLICE")
 # nodes whose value is always stored, and read from memory by their consumers
 STORED_OPS = frozenset({*REDUCTIONS, "MATMUL", "ASSEMBLE"})

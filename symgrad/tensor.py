@@ -593,13 +593,30 @@ class Tensor:
         node = self._node
         axes = tuple(range(self.dim())) if axes is None else axes
         dt = node.dtype
-        if reduction == "SUM" and dt in ("bool", "int64"):
+        if reduction in ("SUM", "PROD") and dt in ("bool", "int64"):
             node, dt = _cast_node(node, int64), "int64"
         kept = tuple(1 if k in axes else n for k, n in enumerate(node.shape))
         reduced = Node.make(reduction, (node,), axes, kept, dt)
         if not keepdim:
             reduced = _reshape_node(reduced, tuple(n for k, n in enumerate(node.shape) if k not in axes))
         return Tensor._wrap(reduced)
+
+    def _positions(self, axes) -> "Tensor":
+        """int64 row-major positions of the elements within `axes` (the other axes have size 1), so
+        that `x._positions((1,))[i, j, k] == j`; unrecorded, built from small aranges."""
+        total, step = None, 1
+        for k in reversed(axes):
+            view = [1] * self.dim()
+            view[k] = self.shape[k]
+            term = arange(self.shape[k]).reshape(view)
+            term = term * step if step != 1 else term
+            total = term if total is None else total + term
+            step *= self.shape[k]
+        return total if total is not None else full((), 0, dtype=int64)
+
+    def _prod(self, axes, keepdim) -> "Tensor":
+        """prod over a tuple of normalized axes (recorded as ProdBackward1): used by gradient rules."""
+        return _apply(OPS["PROD_DIM"], (self,), arg=(tuple(axes), keepdim))
 
     # arithmetic -----------------------------------------------------------------------------------
     def __add__(self, other):
@@ -809,11 +826,79 @@ class Tensor:
         return _apply(op, (x,), arg=(axes, keepdim))
 
     def max(self, *args, **kwargs):
-        """The largest element (`dim=` forms come with issue 3)."""
-        return _extreme(self, "MAX_ALL", "max", args, kwargs)
+        """The largest element; `max(dim, keepdim=False)` gives `(values, indices)` along `dim` (the first
+        index of tied maxima); `max(other)` is `maximum(other)`.
+
+        >>> import symgrad
+        >>> symgrad.tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]]).max(1)
+        torch.return_types.max(
+        values=tensor([3., 2.]),
+        indices=tensor([1, 0]))
+        """
+        return _extreme(self, "max", args, kwargs)
 
     def min(self, *args, **kwargs):
-        return _extreme(self, "MIN_ALL", "min", args, kwargs)
+        """The smallest element; `min(dim, keepdim=False)` gives `(values, indices)`; `min(other)` is
+        `minimum(other)`."""
+        return _extreme(self, "min", args, kwargs)
+
+    def argmax(self, *args, **kwargs):
+        """argmax(dim=None, keepdim=False): the index of the first largest element along `dim`, or in
+        the flattened tensor (int64)."""
+        return _arg_extreme(self, "argmax", args, kwargs)
+
+    def argmin(self, *args, **kwargs):
+        """argmin(dim=None, keepdim=False): the index of the first smallest element along `dim`, or in
+        the flattened tensor (int64)."""
+        return _arg_extreme(self, "argmin", args, kwargs)
+
+    def prod(self, *args, dtype=None, **kwargs):
+        """The product of all elements, or along `dim` (an int); bools and integers give int64.
+
+        >>> import symgrad
+        >>> symgrad.tensor([[1.0, 2.0], [3.0, 4.0]]).prod(1)
+        tensor([ 2., 12.])
+        """
+        return _product(self, args, kwargs, dtype)
+
+    def var(self, *args, **kwargs):
+        """The variance over all elements or over `dim` (an int or a tuple), dividing by
+        n - `correction` (1 by default; `unbiased=False` is correction 0).
+
+        >>> import symgrad
+        >>> symgrad.tensor([[1.0, 2.0], [3.0, 5.0]]).var(1, correction=0)
+        tensor([0.2500, 1.0000])
+        """
+        return _variance(self, "var", args, kwargs)
+
+    def std(self, *args, **kwargs):
+        """The standard deviation: the square root of `var` (same arguments)."""
+        return _variance(self, "std", args, kwargs)
+
+    def logsumexp(self, *args, **kwargs):
+        """logsumexp(dim, keepdim=False): log(sum(exp(x))) along `dim` (an int or a tuple), computed
+        without overflow.
+
+        >>> import symgrad
+        >>> symgrad.tensor([10000.0, 10000.0]).logsumexp(0)
+        tensor(10000.6934)
+        """
+        return _logsumexp(self, args, kwargs)
+
+    def softmax(self, *args, **kwargs):
+        """softmax(dim, dtype=None): exp(x) / sum(exp(x)) along `dim`, computed without overflow (the
+        max is subtracted first).
+
+        >>> import symgrad
+        >>> symgrad.tensor([10000.0, 10001.0]).softmax(0)
+        tensor([0.2689, 0.7311])
+        """
+        return _softmax(self, "softmax", args, kwargs)
+
+    def log_softmax(self, *args, **kwargs):
+        """log_softmax(dim, dtype=None): log(softmax(x)) along `dim`, computed as
+        x - max - log(sum(exp(x - max)))."""
+        return _softmax(self, "log_softmax", args, kwargs)
 
     def all(self):
         """True if every element is nonzero (a bool tensor)."""
@@ -1208,17 +1293,286 @@ def _axes(dim, rank):
     if dim is None:
         return tuple(range(rank))
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
-    axes = tuple(sorted({_normalize_dim(d, rank) for d in dims}))
-    return axes if rank > 0 else ()
+    axes = [_normalize_dim(d, rank) for d in dims]
+    for k, axis in enumerate(axes):
+        if axis in axes[:k]:
+            raise RuntimeError(f"dim {axis} appears multiple times in the list of dims")
+    return tuple(sorted(axes)) if rank > 0 else ()
 
 
-def _extreme(x, op_name, name, args, kwargs):
-    if args or kwargs:
-        raise NotImplementedError(f"{name}(dim=...) is not implemented yet; use {name}() over the whole tensor")
-    if x.numel() == 0:
-        raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. Specify the "
-                           "reduction dim with the 'dim' argument.")
-    return _apply(OPS[op_name], (x,))
+def _parse(name, args, kwargs, params, required, functional):
+    """torch's binding of plain (non-overloaded) arguments: {name: (value, position or None)}, with
+    the position counted from 1 (the input counts in the function form) for positional arguments."""
+    if len(args) + functional > len(params) + functional:
+        raise TypeError(f"{name}() takes from {required + functional} to {len(params) + functional} positional "
+                        f"arguments but {len(args) + functional} were given")
+    bound = {p: (v, k + 1 + functional) for k, (p, v) in enumerate(zip(params, args))}
+    for key, value in kwargs.items():
+        if key not in params:
+            raise TypeError(f"{name}() got an unexpected keyword argument '{key}'")
+        if key in bound:
+            raise TypeError(f"{name}() got multiple values for argument '{key}'")
+        bound[key] = (value, None)
+    missing = [p for p in params[:required] if p not in bound]
+    if missing:
+        raise TypeError(f"{name}() missing {len(missing)} required positional arguments: "
+                        + ", ".join(f'"{p}"' for p in missing))
+    return bound
+
+
+def _count(shape, axes) -> int:
+    return math.prod(shape[k] for k in axes)
+
+
+# -- reductions with dim: torch's argument parsing and messages --------------------------------------
+class _ReturnType(tuple):
+    """torch.return_types.max/min: a (values, indices) tuple that prints like torch's structseq."""
+
+    __slots__ = ()
+    n_fields = n_sequence_fields = 2
+    n_unnamed_fields = 0
+
+    def __new__(cls, sequence):
+        sequence = tuple(sequence)
+        if len(sequence) != 2:
+            raise TypeError(f"{cls.__module__}.{cls.__name__}() takes a 2-sequence ({len(sequence)}-sequence given)")
+        return super().__new__(cls, sequence)
+
+    @property
+    def values(self) -> "Tensor":
+        return self[0]
+
+    @property
+    def indices(self) -> "Tensor":
+        return self[1]
+
+    def __repr__(self):
+        return f"torch.return_types.{type(self).__name__}(\nvalues={self[0]!r},\nindices={self[1]!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return (type(self), (tuple(self),))
+
+
+class return_types:
+    """The namedtuple-like results of torch's reductions with indices (`torch.return_types`)."""
+
+    max = type("max", (_ReturnType,), {"__slots__": (), "__qualname__": "return_types.max"})
+    min = type("min", (_ReturnType,), {"__slots__": (), "__qualname__": "return_types.min"})
+
+
+_SIGNATURES = {
+    "max": ("()", "(Tensor other)", "(int dim, bool keepdim = False)"),
+    "min": ("()", "(Tensor other)", "(int dim, bool keepdim = False)"),
+    "prod": ("(*, torch.dtype dtype = None)", "(int dim, bool keepdim = False, *, torch.dtype dtype = None)"),
+    "var": ("(tuple of ints dim, bool unbiased = True, bool keepdim = False)",
+            "(tuple of ints dim = None, *, Number correction = None, bool keepdim = False)",
+            "(bool unbiased = True)"),
+}
+_SIGNATURES["std"] = _SIGNATURES["var"]
+
+
+def _type_name(value) -> str:
+    return "Tensor" if isinstance(value, Tensor) else type(value).__name__
+
+
+def _invalid_arguments(name, args, kwargs, functional) -> TypeError:
+    """torch's TypeError for arguments that match no signature (its first line, then the signatures)."""
+    # NOTE: torch lists keywords from a hash map (in reverse order of the call, for two or three of
+    # them), and leaves a trailing ", " when only keywords were given.
+    given = ["Tensor"] * functional + [_type_name(a) for a in args]
+    text = "".join(f"{t}, " for t in given) + "".join(f"{k}={_type_name(v)}, " for k, v in reversed(kwargs.items()))
+    if given:
+        text = text[:-2]
+    signatures = ""
+    for signature in _SIGNATURES[name]:
+        inner = signature[1:-1]
+        if functional:
+            inner = "Tensor input" + (", " + inner if inner else "")
+        signatures += f" * ({inner})\n"
+    return TypeError(f"{name}() received an invalid combination of arguments - got ({text}), but expected one of:\n"
+                     + signatures)
+
+
+def _bind(name, args, kwargs, positional, keyword_only=(), functional=False) -> dict:
+    if len(args) > len(positional):
+        raise _invalid_arguments(name, args, kwargs, functional)
+    bound = dict(zip(positional, args))
+    for key, value in kwargs.items():
+        if key not in positional and key not in keyword_only:
+            raise _invalid_arguments(name, args, kwargs, functional)
+        if key in bound:
+            raise TypeError(f"{name}() got multiple values for argument '{key}'")
+        bound[key] = value
+    return bound
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _argument_error(name, argument, position, expected, value) -> TypeError:
+    where = f" (position {position})" if position else ""
+    return TypeError(f"{name}(): argument '{argument}'{where} must be {expected}, not {type(value).__name__}")
+
+
+def _check_keepdim(name, bound):
+    keepdim, position = bound.get("keepdim", (False, None))
+    if not isinstance(keepdim, (bool, np.bool_)):
+        raise _argument_error(name, "keepdim", position, "bool", keepdim)
+    return bool(keepdim)
+
+
+def _dim_axes(x, dim) -> tuple:
+    """The axes of one (normalized) dim: `(dim,)`, or `()` for a 0-d tensor."""
+    axis = _normalize_dim(int(dim), x.dim())
+    return (axis,) if x.dim() else ()
+
+
+def _check_nonempty(x, name, axes):
+    for k in axes:
+        if x.shape[k] == 0:
+            raise IndexError(f"{name}(): Expected reduction dim {k} to have non-zero size.")
+
+
+def _extreme(x, name, args, kwargs, functional=False):
+    """max/min in torch's three forms: of all elements, along a dim (values and indices), of two tensors."""
+    if not args and not kwargs:
+        if x.numel() == 0:
+            raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. Specify "
+                               "the reduction dim with the 'dim' argument.")
+        return _apply(OPS[f"{name.upper()}_ALL"], (x,))
+    if (len(args) == 1 and not kwargs and isinstance(args[0], Tensor)) or (not args and list(kwargs) == ["other"]):
+        other = args[0] if args else kwargs["other"]
+        _require_tensor(name, other)
+        return x.maximum(other) if name == "max" else x.minimum(other)
+    bound = _bind(name, args, kwargs, ("dim", "keepdim"), functional=functional)
+    if not _is_int(bound.get("dim")) or (functional and len(args) > 1 and not isinstance(args[1], bool)):
+        if "keepdim" in bound and "dim" in bound and not functional:  # only the dim form takes keepdim
+            raise _argument_error(name, "dim", 1 if args else None, "int", bound.get("dim"))
+        raise _invalid_arguments(name, args, kwargs, functional)
+    keepdim = _check_keepdim(name, {"keepdim": (bound.get("keepdim", False), 2 if len(args) > 1 else None)})
+    axes = _dim_axes(x, bound["dim"])
+    _check_nonempty(x, name, axes)
+    indices = _extreme_indices(x, name.upper(), axes, keepdim)
+    values = _apply(OPS[f"{name.upper()}_DIM"], (x,), arg=(axes, keepdim, indices._node))
+    return getattr(return_types, name)((values, indices))
+
+
+def _extreme_indices(x, reduction, axes, keepdim) -> "Tensor":
+    """The first position (row-major within `axes`) of the max or min over `axes`, as int64.
+
+    Built from primitives: positions where x equals its extreme keep their index, the others get the
+    count of positions (past every index), and a MIN reduction takes the first.
+    """
+    with no_grad():
+        extreme = x._reduced(reduction, axes, True)
+        positions = x._positions(axes)
+        count = _count(x.shape, axes)
+        if x.dtype.is_floating_point:
+            # NOTE: max and min propagate nan, and nan equals nothing: then the first nan is the one
+            # chosen (torch's rule). `x <= inf` is false only for nan; the comparison is lowered as an
+            # ordered one, where SymPy would fold `x != x` to False.
+            others = where(x <= math.inf, count, positions)
+        else:
+            others = count
+        return where(x == extreme, positions, others)._reduced("MIN", axes, keepdim)
+
+
+def _arg_extreme(x, name, args, kwargs, functional=False):
+    bound = _parse(name, args, kwargs, ("dim", "keepdim"), 0, functional)
+    dim, position = bound.get("dim", (None, None))
+    if dim is not None and not _is_int(dim):
+        raise _argument_error(name, "dim", position, "int", dim)
+    keepdim = _check_keepdim(name, bound)
+    if x.dtype is bool_:
+        raise RuntimeError(f"{name}(): does not support bool input")
+    reduction = "MAX" if name == "argmax" else "MIN"
+    if dim is None:
+        if x.numel() == 0:
+            raise IndexError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0.")
+        indices = _extreme_indices(x, reduction, tuple(range(x.dim())), True)
+        return indices if keepdim else indices.reshape(())
+    axes = _dim_axes(x, dim)
+    _check_nonempty(x, name, axes)
+    return _extreme_indices(x, reduction, axes, keepdim)
+
+
+def _product(x, args, kwargs, dtype, functional=False):
+    bound = _bind("prod", args, kwargs, ("dim", "keepdim"), functional=functional)
+    if "dim" not in bound:
+        if bound:
+            raise _invalid_arguments("prod", args, kwargs, functional)
+        x = x if dtype is None else x.to(dtype)
+        return _apply(OPS["PROD_ALL"], (x,), arg=(tuple(range(x.dim())), False))
+    if not _is_int(bound["dim"]):
+        if "keepdim" in bound:
+            raise _argument_error("prod", "dim", 1 + functional if args else None, "int", bound["dim"])
+        raise _invalid_arguments("prod", args, kwargs, functional)
+    keepdim = _check_keepdim("prod", {"keepdim": (bound.get("keepdim", False), 2 + functional if len(args) > 1
+                                                  else None)})
+    axes = _dim_axes(x, bound["dim"])
+    x = x if dtype is None else x.to(dtype)
+    return _apply(OPS["PROD_DIM"], (x,), arg=(axes, keepdim))
+
+
+def _variance(x, name, args, kwargs, functional=False):
+    """var/std with torch's overloads: (dim, unbiased, keepdim), (dim, *, correction, keepdim), (unbiased)."""
+    if (len(args) == 1 and isinstance(args[0], bool) and not kwargs) or (not args and list(kwargs) == ["unbiased"]):
+        bound = {"unbiased": args[0] if args else kwargs["unbiased"]}
+    else:
+        bound = _bind(name, args, kwargs, ("dim", "unbiased", "keepdim"), ("correction",), functional)
+    dim, unbiased = bound.get("dim"), bound.get("unbiased", True)
+    keepdim, correction = bound.get("keepdim", False), bound.get("correction")
+    dims_ok = dim is None or _is_int(dim) or (isinstance(dim, (tuple, list)) and all(_is_int(d) for d in dim))
+    if (not dims_ok or not isinstance(unbiased, bool) or not isinstance(keepdim, bool)
+            or (correction is not None and not isinstance(correction, (int, float)))
+            or isinstance(correction, bool) or ("unbiased" in bound and "correction" in bound)):
+        raise _invalid_arguments(name, args, kwargs, functional)
+    if correction is None:
+        correction = 1 if unbiased else 0
+    # NOTE: as in torch, an empty list of dims reduces over all of them
+    axes = _axes(None if dim is not None and not _is_int(dim) and len(dim) == 0 else dim, x.dim())
+    if not x.dtype.is_floating_point:
+        raise RuntimeError("std and var only support floating point and complex dtypes")
+    if _count(x.shape, axes) - correction <= 0:
+        warnings.warn(f"{name}(): degrees of freedom is <= 0. Correction should be strictly less than the reduction "
+                      "factor (input numel divided by output numel).", UserWarning, stacklevel=3)
+    return _apply(OPS[name.upper()], (x,), arg=(axes, correction, keepdim))
+
+
+def _logsumexp(x, args, kwargs, functional=False):
+    bound = _parse("logsumexp", args, kwargs, ("dim", "keepdim"), 1, functional)
+    dim, position = bound["dim"]
+    if not (_is_int(dim) or (isinstance(dim, (tuple, list)) and all(_is_int(d) for d in dim))):
+        raise _argument_error("logsumexp", "dim", position, "tuple of ints", dim)
+    keepdim = _check_keepdim("logsumexp", bound)
+    axes = _axes(dim, x.dim())
+    if not _is_int(dim) and len(dim) == 0:
+        # NOTE: torch reduces over every dim for an empty list of dims, and then fails to write the
+        # result unless it keeps the dims (or the tensor is 0-d); its message is reproduced.
+        if not keepdim and x.dim() > 0:
+            raise RuntimeError(f"output with shape [] doesn't match the broadcast shape [{', '.join(['1'] * x.dim())}]")
+        axes = tuple(range(x.dim()))
+    if not x.dtype.is_floating_point:
+        x = x.to(get_default_dtype())
+    return _apply(OPS["LOGSUMEXP"], (x,), arg=(axes, keepdim))
+
+
+def _softmax(x, name, args, kwargs, functional=False):
+    bound = _parse(name, args, kwargs, ("dim", "dtype"), 1, functional)
+    (dim, position), (target, target_position) = bound["dim"], bound.get("dtype", (None, None))
+    if not _is_int(dim):
+        raise _argument_error(name, "dim", position, "int", dim)
+    if target is not None and not isinstance(target, dtype):
+        raise _argument_error(name, "dtype", target_position, "torch.dtype", target)
+    x = x if target is None else x.to(target)
+    axes = _dim_axes(x, dim)
+    if not x.dtype.is_floating_point:
+        kernel = f"{name}_lastdim_kernel_impl" if not axes or axes[0] == x.dim() - 1 else f"{name}_kernel_impl"
+        raise NotImplementedError(f'"{kernel}" not implemented for \'{_TORCH_NAMES[x.dtype.name]}\'')
+    return _apply(OPS["SOFTMAX" if name == "softmax" else "LOG_SOFTMAX"], (x,), arg=axes)
 
 
 def _logical(op_name, a, b):

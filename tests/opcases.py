@@ -15,6 +15,7 @@ keeps the number of LLVM compiles (and the suite's runtime) down.
 """
 from __future__ import annotations
 
+import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Callable
@@ -36,6 +37,7 @@ class In:
     domain: str = ANY
     dtype: str | None = None          # fixed dtype; None follows the dtype under test
     grad: bool = True                 # requires_grad (only floating inputs)
+    zeros: tuple = ()                 # flat positions set to exactly 0 after drawing (prod's zero rules)
 
     @property
     def differentiable(self):
@@ -84,7 +86,9 @@ def draw(case: Case, dtype: str = "float64", attempts: int = 200):
             else:
                 raise ValueError(spec.domain)
             want = spec.dtype or (dtype if spec.domain in (ANY, POS) else ("bool" if spec.domain == BOOL else "int64"))
-            arrays.append(np.asarray(values).astype(NP[want]))
+            values = np.array(values)
+            values.reshape(-1)[list(spec.zeros)] = 0
+            arrays.append(values.astype(NP[want]))
         if case.avoid is None or not case.avoid(*arrays):
             return arrays
     raise AssertionError(f"{case.id}: could not draw inputs away from the kinks")
@@ -113,6 +117,29 @@ def bottom_tied(x):
     """The two smallest elements of x are closer than MARGIN (min() nearly tied)."""
     flat = np.sort(np.asarray(x, np.float64).reshape(-1))
     return flat.size > 1 and flat[1] - flat[0] < MARGIN
+
+
+def top_tied_along(dim):
+    """max(dim) nearly tied: in some slice along `dim` the two largest elements are closer than MARGIN."""
+    def avoid(x):
+        x = np.sort(np.moveaxis(np.asarray(x, np.float64), dim, -1), axis=-1)
+        return x.shape[-1] > 1 and bool(np.any(x[..., -1] - x[..., -2] < MARGIN))
+    return avoid
+
+
+def bottom_tied_along(dim):
+    """min(dim) nearly tied: in some slice along `dim` the two smallest elements are closer than MARGIN."""
+    def avoid(x):
+        x = np.sort(np.moveaxis(np.asarray(x, np.float64), dim, -1), axis=-1)
+        return x.shape[-1] > 1 and bool(np.any(x[..., 1] - x[..., 0] < MARGIN))
+    return avoid
+
+
+def quietly(fn):
+    """fn() with warnings silenced (the expected ones: var of one element warns in both libraries)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn()
 
 
 # -- known bugs (xfail strict: the lead removes the marker with the fix) -----------------------------
@@ -212,6 +239,70 @@ CASES: list[Case] = [
     _unary("max", "MAX_ALL", lambda T, a: T.max(a), shape=RED_SHAPE, avoid=top_tied),
     _unary("min", "MIN_ALL", lambda T, a: a.min(), avoid=bottom_tied),
     _unary("min", "MIN_ALL", lambda T, a: T.min(a), shape=RED_SHAPE, avoid=bottom_tied),
+    # reductions with dim (issue 3): values and indices, products with zeros, var/std, logsumexp, softmax
+    _unary("max-dim1", "MAX_DIM", lambda T, a: a.max(1).values, shape=RED_SHAPE, avoid=top_tied_along(1)),
+    _unary("max-dim-neg1-keep", "MAX_DIM", lambda T, a: a.max(-1, keepdim=True)[0], shape=RED_SHAPE,
+           avoid=top_tied_along(-1)),
+    _unary("max-fn-dim0", "MAX_DIM", lambda T, a: T.max(a, 0).values, avoid=top_tied_along(0)),
+    _unary("max-fn-dim-kw", "MAX_DIM", lambda T, a: T.max(a, dim=-2, keepdim=True).values, shape=RED_SHAPE,
+           avoid=top_tied_along(-2)),
+    _unary("max-dim-0d", "MAX_DIM", lambda T, a: a.max(0).values, shape=()),
+    _unary("min-dim1", "MIN_DIM", lambda T, a: a.min(dim=1).values, shape=RED_SHAPE, avoid=bottom_tied_along(1)),
+    _unary("min-fn-dim-neg2-keep", "MIN_DIM", lambda T, a: T.min(a, -2, True)[0], shape=RED_SHAPE,
+           avoid=bottom_tied_along(-2)),
+    _unary("min-dim-neg1", "MIN_DIM", lambda T, a: a.min(-1).values * 2, avoid=bottom_tied_along(-1)),
+    # the indices select the gradient: x * (position == index) passes it at the chosen elements only
+    _unary("max-dim-indices", "MUL", lambda T, a: a * (a.max(1, keepdim=True).indices == T.arange(3)),
+           avoid=top_tied_along(1)),
+    _unary("argmax-dim", "MUL", lambda T, a: a * (a.argmax(-1, keepdim=True) == T.arange(3)), avoid=top_tied_along(-1)),
+    _unary("argmin-dim0", "MUL", lambda T, a: a * (T.argmin(a, 0) == T.arange(2).reshape(2, 1)),
+           avoid=bottom_tied_along(0)),
+    _unary("argmax-flat", "MUL", lambda T, a: a * (a.argmax() == T.arange(6).reshape(2, 3)), avoid=top_tied),
+    _unary("prod", "PROD_ALL", lambda T, a: a.prod()),
+    _unary("prod", "PROD_ALL", lambda T, a: T.prod(a), shape=RED_SHAPE),
+    _unary("prod-0d", "PROD_ALL", lambda T, a: a.prod(), shape=()),
+    _unary("prod-dim1", "PROD_DIM", lambda T, a: a.prod(1), shape=RED_SHAPE),
+    _unary("prod-dim-neg1-keep", "PROD_DIM", lambda T, a: T.prod(a, -1, keepdim=True), shape=RED_SHAPE),
+    _unary("prod-dim-0d", "PROD_DIM", lambda T, a: a.prod(0), shape=()),
+    # zeros: one zero (its gradient is the product of the others), two zeros in a slice (all 0), and
+    # slices without a zero beside slices with one (torch then switches rules for the whole tensor)
+    Case("prod-one-zero", "PROD_ALL", lambda T, a: a.prod(), (In((2, 3), zeros=(4,)),)),
+    Case("prod-two-zeros", "PROD_ALL", lambda T, a: a.prod(), (In((2, 3), zeros=(1, 4)),)),
+    Case("prod-dim-zeros", "PROD_DIM", lambda T, a: a.prod(1), (In((3, 4), zeros=(1, 6, 7)),)),
+    Case("prod-dim0-zero-keep", "PROD_DIM", lambda T, a: a.prod(0, keepdim=True), (In((3, 4), zeros=(5,)),)),
+    _unary("var", "VAR", lambda T, a: a.var()),
+    _unary("var-dim1", "VAR", lambda T, a: a.var(1), shape=RED_SHAPE),
+    _unary("var-dims-keep", "VAR", lambda T, a: a.var((0, -1), keepdim=True), shape=RED_SHAPE),
+    _unary("var-unbiased-false", "VAR", lambda T, a: a.var(0, False)),
+    _unary("var-unbiased-kw", "VAR", lambda T, a: a.var(unbiased=False), shape=RED_SHAPE),
+    _unary("var-correction0", "VAR", lambda T, a: T.var(a, dim=-1, correction=0)),
+    _unary("var-correction2-keep", "VAR", lambda T, a: a.var(1, correction=2, keepdim=True), shape=RED_SHAPE),
+    _unary("var-0d-correction0", "VAR", lambda T, a: a.var(correction=0), shape=()),
+    # one element, correction 1: 0 / 0, nan in value and gradient (torch warns)
+    _unary("var-one-element", "VAR", lambda T, a: quietly(lambda: a.var(0)), shape=(1, 3)),
+    _unary("std", "STD", lambda T, a: a.std(), transcendental=True),
+    _unary("std-dim0", "STD", lambda T, a: a.std(0), transcendental=True),
+    _unary("std-dims-correction0", "STD", lambda T, a: T.std(a, (1, 2), correction=0), shape=RED_SHAPE,
+           transcendental=True),
+    _unary("std-dim-unbiased-keep", "STD", lambda T, a: a.std(-1, True, True), transcendental=True),
+    _unary("std-0d-correction0", "STD", lambda T, a: a.std(correction=0), shape=()),
+    _unary("logsumexp-dim1", "LOGSUMEXP", lambda T, a: a.logsumexp(1), shape=RED_SHAPE, transcendental=True),
+    _unary("logsumexp-dims-keep", "LOGSUMEXP", lambda T, a: T.logsumexp(a, (0, 2), keepdim=True), shape=RED_SHAPE,
+           transcendental=True),
+    _unary("logsumexp-neg1", "LOGSUMEXP", lambda T, a: T.logsumexp(a, dim=-1), transcendental=True),
+    _unary("logsumexp-0d", "LOGSUMEXP", lambda T, a: a.logsumexp(0), shape=(), transcendental=True),
+    _unary("softmax-dim1", "SOFTMAX", lambda T, a: a.softmax(1), transcendental=True),
+    _unary("softmax-neg1", "SOFTMAX", lambda T, a: T.softmax(a, -1), shape=RED_SHAPE, transcendental=True),
+    _unary("softmax-dim0", "SOFTMAX", lambda T, a: T.softmax(a, dim=0), shape=RED_SHAPE, transcendental=True),
+    _unary("softmax-0d", "SOFTMAX", lambda T, a: a.softmax(-1), shape=(), transcendental=True),
+    _unary("softmax-shifted-1e4", "SOFTMAX", lambda T, a: (a * 3 + 1e4).softmax(1), transcendental=True),
+    Case("softmax-dtype", "SOFTMAX", lambda T, a: a.softmax(1, dtype=T.float64), (In((2, 3), dtype="float32"),),
+         transcendental=True, fd_eps=1e-2, fd_tol=1e-4),
+    _unary("log-softmax-dim1", "LOG_SOFTMAX", lambda T, a: a.log_softmax(1), transcendental=True),
+    _unary("log-softmax-fn", "LOG_SOFTMAX", lambda T, a: T.log_softmax(a, dim=-2), shape=RED_SHAPE,
+           transcendental=True),
+    _unary("log-softmax-0d", "LOG_SOFTMAX", lambda T, a: T.log_softmax(a, 0), shape=(), transcendental=True),
+    _unary("log-softmax-shifted-1e4", "LOG_SOFTMAX", lambda T, a: (a * 3 - 1e4).log_softmax(0), transcendental=True),
     _unary("norm", "NORM", lambda T, a: a.norm(), transcendental=True),
     _unary("norm", "NORM", lambda T, a: T.norm(a), shape=RED_SHAPE, transcendental=True),
     # shape ---------------------------------------------------------------------------------------
@@ -269,11 +360,12 @@ CASES: list[Case] = [
 ]
 
 # Primitive reductions are never recorded: the public reductions are composites (SUM_ALL, SUM_DIM,
-# MAX_ALL, ...) that build them with `Tensor._reduced`, outside autograd, and own the gradient rule.
+# MAX_ALL, PROD_DIM, ...) that build them with `Tensor._reduced`, outside autograd, and own the gradient rule.
 UNREACHABLE = {
     "SUM": "graph primitive behind SUM_ALL / SUM_DIM / MEAN_*; never recorded by autograd",
     "MAX": "graph primitive behind MAX_ALL; never recorded by autograd",
     "MIN": "graph primitive behind MIN_ALL; never recorded by autograd",
+    "PROD": "graph primitive behind PROD_ALL / PROD_DIM; never recorded by autograd",
 }
 
 

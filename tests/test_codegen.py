@@ -110,3 +110,36 @@ def test_boolean_forms_sympy_creates_are_lowered():
     b[:] = [0.1, -1.0, -2.0]
     run(Program(("float64", "float64", "bool", "bool"), (kernel,)), [a, b, ite, xor])
     assert ite.tolist() == [False, True, False] and xor.tolist() == [False, False, True]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64", "bool"])
+def test_product_reduction_over_rows_and_columns(dtype):
+    values = np.array([[1, 2, 3, 1], [2, 1, 2, 2], [1, 3, 1, 0]])
+    a = values.astype(dtype)
+    rows, cols, whole = np.zeros(3, dtype), np.zeros(4, dtype), np.zeros((), dtype)
+    symbol = x if dtype in ("float32", "float64") else (sympy.Symbol("i", integer=True) if dtype == "int64" else None)
+    load = Load(symbol if symbol is not None else sympy.Symbol("b"), 0, (4, 1))
+    body = load.symbol if dtype != "bool" else sympy.Ne(load.symbol, 0)
+    kernel = Kernel((3, 4), (load,), (
+        Store(1, (1, 0), body, reduce="prod"),   # along the inner axis: a register accumulator
+        Store(2, (0, 1), body, reduce="prod"),   # along the outer axis: folded into memory
+        Store(3, (0, 0), body, reduce="prod"),
+    ))
+    run(Program((dtype,) * 4, (kernel,)), [a, rows, cols, whole])
+    if dtype == "bool":
+        np.testing.assert_array_equal(rows, a.all(1))
+        np.testing.assert_array_equal(cols, a.all(0))
+        assert whole == a.all()
+    else:
+        np.testing.assert_array_equal(rows, a.prod(1))
+        np.testing.assert_array_equal(cols, a.prod(0))
+        assert whole == a.prod()
+
+
+def test_float32_product_accumulates_in_float32_like_torch():
+    # torch's float32 prod of [1e30, 1e30, 1e-30] overflows to inf: products are not widened to float64
+    a = np.array([1e30, 1e30, 1e-30], np.float32)
+    out = np.zeros((), np.float32)
+    kernel = Kernel((3,), (Load(x, 0, (1,)),), (Store(1, (0,), x, reduce="prod"),))
+    run(Program(("float32", "float32"), (kernel,)), [a, out])
+    assert np.isinf(out)

@@ -117,7 +117,8 @@ def test_gradients_match_torch(case, dtype):
 
 
 # Ties: torch splits the gradient of maximum/minimum in half between tied inputs, and spreads the
-# gradient of max()/min() of a whole tensor evenly over tied extremes.
+# gradient of max()/min() of a whole tensor evenly over tied extremes; max(dim)/min(dim)/argmax pick
+# the first of tied extremes (and the first nan).
 TIES = [
     Case("maximum-ties", "MAXIMUM", lambda T, a, b: T.maximum(a, b), (In((2, 3)), In((2, 3)))),
     Case("minimum-ties", "MINIMUM", lambda T, a, b: T.minimum(a, b), (In((2, 3)), In((2, 3)))),
@@ -128,6 +129,14 @@ TIES = [
     Case("abs-at-0", "ABS", lambda T, a: a.abs(), (In((2, 3)),)),
     Case("norm-of-zeros", "NORM", lambda T, a: a.norm(), (In((2, 3)),)),
     Case("pow-zero-base", "POW", lambda T, a, b: a ** b, (In((2, 3)), In((2, 3)))),
+    # max(dim)/min(dim) pass the whole gradient to the first tied extreme (the index they return)
+    Case("max-dim-ties", "MAX_DIM", lambda T, a: a.max(1).values, (In((2, 3)),)),
+    Case("min-dim-ties", "MIN_DIM", lambda T, a: T.min(a, 0, keepdim=True).values, (In((2, 3)),)),
+    Case("max-dim-nan", "MAX_DIM", lambda T, a: a.max(-1).values, (In((2, 3)),)),
+    Case("argmax-ties", "MUL", lambda T, a: a * (a.argmax(1, keepdim=True) == T.arange(3)), (In((2, 3)),)),
+    Case("argmin-flat-ties", "MUL", lambda T, a: a * (a.argmin() == T.arange(6).reshape(2, 3)), (In((2, 3)),)),
+    Case("prod-zeros", "PROD_DIM", lambda T, a: a.prod(1), (In((2, 3)),)),
+    Case("std-constant", "STD", lambda T, a: a.std(1, correction=0), (In((2, 3)),)),
 ]
 TIE_INPUTS = {
     "maximum-ties": [[[1.0, 2.0, -1.0], [0.5, 3.0, 0.0]], [[1.0, 1.0, -1.0], [0.0, 3.0, 0.0]]],
@@ -139,6 +148,13 @@ TIE_INPUTS = {
     "abs-at-0": [[[0.0, -0.0, 1.0], [-1.0, 0.0, 2.0]]],
     "norm-of-zeros": [[[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]],
     "pow-zero-base": [[[0.0, 0.0, 0.0], [2.0, 0.0, 1.0]], [[0.0, 2.0, 1.0], [0.5, 3.0, 1.0]]],
+    "max-dim-ties": [[[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]]],
+    "min-dim-ties": [[[1.0, -3.0, 2.0], [1.0, -3.0, 0.0]]],
+    "max-dim-nan": [[[1.0, float("nan"), float("nan")], [2.0, 0.0, 2.0]]],
+    "argmax-ties": [[[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]]],
+    "argmin-flat-ties": [[[1.0, -3.0, 2.0], [-3.0, 0.0, -3.0]]],
+    "prod-zeros": [[[2.0, 0.0, 3.0], [0.0, 4.0, 0.0]]],
+    "std-constant": [[[2.0, 2.0, 2.0], [1.0, 0.0, 2.0]]],
 }
 TIE_BUGS: dict = {}  # case label -> "BUG: ..." (none now)
 
