@@ -19,11 +19,11 @@ import ctypes
 from . import blas
 from .blas import get_num_threads, set_num_threads
 from .jit import PROGRAM_SIGNATURE, Compiled, compile_count, compile_ir
-from .kernel import CASTS, Cast, Gemm, Kernel, Load, Program, Store, to_float32, to_float64, to_int64
+from .kernel import CASTS, Cast, Gemm, IsNan, Kernel, Load, Program, Store, to_float32, to_float64, to_int64
 from .lower import canonical_loops, lower_program
 
 __all__ = [
-    "CASTS", "Cast", "Gemm", "Kernel", "Load", "Program", "Store", "to_float32", "to_float64", "to_int64",
+    "CASTS", "Cast", "Gemm", "IsNan", "Kernel", "Load", "Program", "Store", "to_float32", "to_float64", "to_int64",
     "NativeProgram", "compile_program", "compile_count", "lower_program", "canonical_loops",
     "blas", "set_num_threads", "get_num_threads",
 ]

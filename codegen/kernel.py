@@ -8,6 +8,7 @@ and an offset, so broadcasting is a zero stride, never a copy), evaluates one Sy
 Nothing here knows about tensors or autograd.
 
 >>> import sympy
+from sympy.logic.boolalg import BooleanFunction
 >>> x = sympy.Symbol("x", real=True)
 >>> k = Kernel(shape=(4,), loads=(Load(x, buffer=0, strides=(1,)),),
 ...            stores=(Store(buffer=1, strides=(0,), expr=x * x, reduce="sum"),))
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import sympy
+from sympy.logic.boolalg import BooleanFunction
 
 DTYPES = ("float32", "float64", "int64", "bool")
 REDUCTIONS = ("sum", "prod", "max", "min")
@@ -137,3 +139,16 @@ class to_int64(Cast):
 
 
 CASTS = {c.dtype: c for c in (to_float32, to_float64, to_int64)}
+
+
+class IsNan(BooleanFunction):
+    """True where the value is NaN. Comparisons of a value with itself are written with it, because
+    SymPy folds `Ne(x, x)` to False (its symbols are never NaN), while `x != x` is the NaN test."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, arg):
+        if arg.is_Number:
+            return sympy.true if arg is sympy.nan else sympy.false
+        return None

@@ -636,5 +636,13 @@ class _Body:
             result = self.b.xor(result, v)
         return result
 
+    def _print_IsNan(self, e, dtype):
+        (arg,) = e.args
+        operand = self.dtype_of(arg) or "float64"
+        if operand not in FLOATS:
+            return ir.Constant(I1, 0)
+        value = self.value(arg, operand)
+        return self.b.fcmp_unordered("uno", value, value)
+
     def _print_Not(self, e, dtype):
         return self.b.xor(self.value(e.args[0], "bool"), ir.Constant(I1, 1))

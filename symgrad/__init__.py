@@ -51,6 +51,11 @@ mm, bmm, mv, dot, outer, matmul, t, transpose, permute, squeeze, unsqueeze = map
 subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div, neg, abs
 
 
+def isnan(input):
+    """torch.isnan: True where `input` is NaN."""
+    return input.isnan()
+
+
 def is_tensor(obj) -> bool:
     return isinstance(obj, Tensor)
 

@@ -21,6 +21,8 @@ from typing import Callable
 
 import sympy
 
+from codegen import IsNan
+
 # dtype rules: how an op's result dtype follows from its promoted operand dtype
 PROMOTE = "promote"      # a + b: torch's result_type
 TO_FLOAT = "float"       # exp(int) is float32, like torch
@@ -79,6 +81,11 @@ def _pow_vjp(g, inputs, out, arg):
     return d_base, d_exponent
 
 
+def _not_nan(a):
+    # NOTE: x == x, x <= x and x >= x are False exactly where x is NaN; SymPy would fold them to True
+    return sympy.Not(IsNan(a))
+
+
 def _sign(z):
     return sympy.sign(z)
 
@@ -114,11 +121,15 @@ ELEMENTWISE = [
     Op("WHERE", "WhereBackward0", "elementwise", lambda c, a, b: sympy.Piecewise((a, c), (b, True)),
        lambda g, i, o, arg: (None, _where(i[0], g, 0.0), _where(i[0], 0.0, g))),
     Op("LT", "", "elementwise", lambda a, b: a < b, None, TO_BOOL, differentiable=False),
-    Op("LE", "", "elementwise", lambda a, b: a <= b, None, TO_BOOL, differentiable=False),
+    Op("LE", "", "elementwise", lambda a, b: _not_nan(a) if a == b else a <= b, None, TO_BOOL,
+       differentiable=False),
     Op("GT", "", "elementwise", lambda a, b: a > b, None, TO_BOOL, differentiable=False),
-    Op("GE", "", "elementwise", lambda a, b: a >= b, None, TO_BOOL, differentiable=False),
-    Op("EQ", "", "elementwise", sympy.Eq, None, TO_BOOL, differentiable=False),
-    Op("NE", "", "elementwise", sympy.Ne, None, TO_BOOL, differentiable=False),
+    Op("GE", "", "elementwise", lambda a, b: _not_nan(a) if a == b else a >= b, None, TO_BOOL,
+       differentiable=False),
+    Op("EQ", "", "elementwise", lambda a, b: _not_nan(a) if a == b else sympy.Eq(a, b), None, TO_BOOL,
+       differentiable=False),
+    Op("NE", "", "elementwise", lambda a, b: IsNan(a) if a == b else sympy.Ne(a, b), None, TO_BOOL,
+       differentiable=False),
     Op("AND", "", "elementwise", sympy.And, None, TO_BOOL, differentiable=False),
     Op("OR", "", "elementwise", sympy.Or, None, TO_BOOL, differentiable=False),
     Op("NOT", "", "elementwise", sympy.Not, None, TO_BOOL, differentiable=False),

@@ -445,6 +445,8 @@ def _split_linear(flat, shape, extent):
     """Affine maps per axis of `shape` for a flat position `sum(flat[i] * index[i]) + flat[-1]`, or
     None if an index axis would carry from one axis into the next (that needs div/mod, so we store
     instead)."""
+    if 0 in shape or 0 in extent:
+        return tuple(tuple(0 for _ in flat) for _ in shape)  # nothing is read from an empty tensor
     strides = _row_major(shape)
     linear, offset = flat[:-1], flat[-1]
     coeffs = [[0] * len(flat) for _ in shape]

@@ -780,6 +780,10 @@ class Tensor:
         """`where(condition, self, other)`, as torch's method."""
         return where(condition, self, other)
 
+    def isnan(self):
+        """True where the value is NaN (the same as `self != self`)."""
+        return self != self
+
     def lt(self, other):
         return self < other
 
@@ -1290,7 +1294,8 @@ def _require_tensor(name, other):
 
 
 def _axes(dim, rank):
-    if dim is None:
+    # NOTE: like torch, an empty dim list reduces over every dimension
+    if dim is None or (not isinstance(dim, int) and len(tuple(dim)) == 0):
         return tuple(range(rank))
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
     axes = [_normalize_dim(d, rank) for d in dims]

@@ -87,3 +87,22 @@ def test_reshape_of_a_pending_value_with_incompatible_layout_is_computed_correct
     np.testing.assert_allclose(b.numpy(), expected)
     c = (a + 1).reshape(12).sum()
     assert c.item() == 78.0
+
+
+def test_self_comparisons_detect_nan_instead_of_being_folded_by_sympy():
+    x = symgrad.tensor([1.0, float("nan"), -np.inf])
+    assert (x != x).tolist() == [False, True, False]
+    assert (x == x).tolist() == [True, False, True]
+    assert (x <= x).tolist() == [True, False, True]
+    assert symgrad.isnan(x).tolist() == [False, True, False]
+
+
+def test_empty_dim_list_reduces_everything_like_torch():
+    x = symgrad.arange(6.0).reshape(2, 3)
+    assert x.sum(dim=()).item() == 15.0
+    assert x.mean(dim=[]).item() == 2.5
+
+
+def test_reshape_of_an_empty_reduction():
+    out = (symgrad.zeros(0, 3).sum(1, keepdim=True) + 1).reshape(-1)
+    assert tuple(out.shape) == (0,) and out.tolist() == []
