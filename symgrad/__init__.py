@@ -51,6 +51,11 @@ mm, bmm, mv, dot, outer, matmul, t, transpose, permute, squeeze, unsqueeze = map
 subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div, neg, abs
 
 
+from .indexing import cat, chunk, split, stack, unbind  # noqa: E402
+
+concat = concatenate = cat
+
+
 def isnan(input):
     """torch.isnan: True where `input` is NaN."""
     return input.isnan()

@@ -47,10 +47,12 @@ class BackwardFunction:
         self._retained = None
 
     def name(self) -> str:
-        return type(self).__name__
+        # NOTE: torch's C++-defined functions report namespaced names (CopySlices, AccumulateGrad)
+        name = type(self).__name__
+        return f"torch::autograd::{name}" if name == "CopySlices" else name
 
     def __repr__(self):
-        return f"<{self.name()} object at {hex(id(self))}>"
+        return f"<{type(self).__name__} object at {hex(id(self))}>"
 
     def __call__(self, grad, create_graph=False):
         """The gradients for `next_functions` given the gradient of this function's output."""
@@ -83,7 +85,7 @@ class AccumulateGrad:
         self.next_functions = ()
 
     def name(self) -> str:
-        return "AccumulateGrad"
+        return "torch::autograd::AccumulateGrad"
 
     def __repr__(self):
         return f"<AccumulateGrad object at {hex(id(self))}>"

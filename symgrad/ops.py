@@ -148,12 +148,25 @@ STRUCTURAL = [
        dtype_rule=KEEP, saves=False),
     Op("EXPAND", "ExpandBackward0", "movement", vjp=lambda g, i, o, arg: (g.sum_to_size(i[0].shape),),
        dtype_rule=KEEP, saves=False),
+    # SLICE: `arg` = (region, shape), region = (start, step) per axis; a view, like broadcasting.
+    Op("SLICE", "SliceBackward0", "movement", vjp=lambda g, i, o, arg: _indexing().slice_vjp(g, i, o, arg),
+       dtype_rule=KEEP, saves=False),
+    # ASSEMBLE: `arg` = (regions, shape); parts written in order into one new buffer (cat, x[i] = v,
+    # the gradient of a slice). Each part's gradient is its region of g, minus later parts' regions.
+    Op("ASSEMBLE", "CatBackward0", "assemble", vjp=lambda g, i, o, arg: _indexing().assemble_vjp(g, i, o, arg),
+       dtype_rule=KEEP, saves=False),
     Op("PERMUTE", "PermuteBackward0", "movement", vjp=lambda g, i, o, arg: (g.permute(_inverse(arg)),),
        dtype_rule=KEEP, saves=False),
     # Batched matrix product; the operands' batch dimensions broadcast. Gradients are products too:
     # dA = g @ B^T and dB = A^T @ g, summed back over broadcast batch dimensions by the walk.
     Op("MATMUL", "BmmBackward0", "matmul", vjp=lambda g, i, o, arg: (g.matmul(i[1].mT), i[0].mT.matmul(g))),
 ]
+
+
+def _indexing():
+    from . import indexing  # indexing builds on this table, so it is imported when a rule runs
+
+    return indexing
 
 
 def _inverse(permutation):
@@ -328,6 +341,11 @@ def _mv_forward(matrix, vector, arg):
 
 
 COMPOSITE = [
+    # x[index] = value: x with the region overwritten; value's gradient is the region of g
+    Op("SETITEM", "CopySlices", "composite", forward=lambda *a: _indexing().setitem_forward(*a),
+       vjp=lambda g, i, o, arg: _indexing().setitem_vjp(g, i, o, arg), saves=False),
+    Op("STACK", "StackBackward0", "composite", forward=lambda *a: _indexing().stack_forward(*a),
+       vjp=lambda g, i, o, arg: _indexing().stack_vjp(g, i, o, arg), saves=False),
     Op("DOT", "DotBackward0", "composite", forward=lambda a, b, arg: (a * b).sum(),
        vjp=lambda g, i, o, arg: (g * i[1], g * i[0])),
     Op("MV", "MvBackward0", "composite", forward=_mv_forward,

@@ -350,7 +350,7 @@ def _elementwise_node(op: str, nodes: tuple, shape: tuple, dt: str) -> Node:
 class Tensor:
     """A multi-dimensional array with autograd, torch's API; see the module docstring."""
 
-    __slots__ = ("_cell", "_grad_node", "_grad", "_retains", "__weakref__")
+    __slots__ = ("_cell", "_grad_node", "_grad", "_retains", "_output_nr", "__weakref__")
     __array_priority__ = 1000  # so numpy_array * tensor calls Tensor.__rmul__
 
     def __new__(cls, *args):
@@ -367,6 +367,7 @@ class Tensor:
         t._grad_node = grad_node
         t._grad = None
         t._retains = False
+        t._output_nr = 0  # which output of a multi-output op (split) this is, as in next_functions
         return t
 
     def _alias(self) -> "Tensor":
@@ -1117,6 +1118,36 @@ class Tensor:
             out = out.squeeze(-1)
         return out
 
+    def __getitem__(self, index):
+        """Basic indexing: ints, slices with positive steps, None and `...` (views of the data)."""
+        from .indexing import getitem
+
+        return getitem(self, index)
+
+    def __setitem__(self, index, value):
+        """`x[index] = value` in place (under no_grad for a leaf that requires grad, as in torch)."""
+        from .indexing import setitem
+
+        setitem(self, index, value)
+
+    def split(self, split_size_or_sections, dim=0):
+        from .indexing import split
+
+        return split(self, split_size_or_sections, dim)
+
+    def chunk(self, chunks, dim=0):
+        from .indexing import chunk
+
+        return chunk(self, chunks, dim)
+
+    def unbind(self, dim=0):
+        from .indexing import unbind
+
+        return unbind(self, dim)
+
+    def narrow(self, dim, start, length):
+        return self[(slice(None),) * _normalize_dim(dim, self.dim()) + (slice(start, start + length),)]
+
     def __matmul__(self, other):
         return self.matmul(other)
 
@@ -1154,8 +1185,8 @@ class Tensor:
         return self.to(bool_)
 
     # in place -------------------------------------------------------------------------------------
-    def _inplace(self, result_fn) -> "Tensor":
-        if self.is_leaf and self.requires_grad and GradMode.enabled:
+    def _inplace(self, result_fn, check_leaf=True) -> "Tensor":
+        if check_leaf and self.is_leaf and self.requires_grad and GradMode.enabled:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
         result = result_fn()
         if tuple(result.shape) != tuple(self.shape):
@@ -1217,7 +1248,7 @@ def _torch_strides(node: Node) -> tuple[int, ...]:
     """The strides torch would give this value: results of computations are contiguous, movement
     ops are views (expand: stride 0, permute: permuted, reshape: a view where possible)."""
     chain = []
-    while node.op in ("EXPAND", "PERMUTE", "RESHAPE") and node.inputs:
+    while node.op in ("EXPAND", "PERMUTE", "RESHAPE", "SLICE") and node.inputs:
         chain.append(node)
         node = node.inputs[0]
     strides = _row_major_strides(node.shape)
@@ -1225,6 +1256,8 @@ def _torch_strides(node: Node) -> tuple[int, ...]:
         source_shape = step.inputs[0].shape
         if step.op == "PERMUTE":
             strides = tuple(strides[axis] for axis in step.arg)
+        elif step.op == "SLICE":
+            strides = tuple(s * step_size for s, (_, step_size) in zip(strides, step.arg))
         elif step.op == "EXPAND":
             lead = len(step.shape) - len(source_shape)
             strides = tuple(0 if k < lead or source_shape[k - lead] == 1 and step.shape[k] != 1
@@ -1650,6 +1683,11 @@ def _forward(op: Op, operands, arg) -> Tensor:
     if op.kind == "matmul":
         a, b = operands
         return Tensor._wrap(_matmul_node(a._node, b._node))
+    if op.kind == "assemble":
+        regions, shape = arg
+        dtype_name = operands[0]._node.dtype
+        parts = tuple(_cast_node(p._node, DTYPES[dtype_name]) for p in operands)
+        return Tensor._wrap(Node.make("ASSEMBLE", parts, regions, shape, dtype_name))
     (x,) = operands
     if op.name == "CAST":
         return Tensor._wrap(_cast_node(x._node, arg))
@@ -1659,6 +1697,12 @@ def _forward(op: Op, operands, arg) -> Tensor:
         return Tensor._wrap(_expand_node(x._node, arg))
     if op.name == "PERMUTE":
         return Tensor._wrap(_permute_node(x._node, arg))
+    if op.name == "SLICE":
+        region, kept, shape = arg
+        node = x._node
+        if kept != node.shape or any(r != (0, 1) for r in region):
+            node = Node.make("SLICE", (node,), region, kept, node.dtype)
+        return Tensor._wrap(_reshape_node(node, shape))
     raise NotImplementedError(f"no forward for {op.name}")
 
 
@@ -1691,7 +1735,8 @@ def _apply(op: Op, operands, arg=None, name=None, positions=None) -> Tensor:
 def _record(op, operands, out, arg, name, positions):
     saved = tuple((o._node, o._grad_node) if isinstance(o, Tensor) else o for o in operands)
     next_functions = tuple(
-        ((operands[p]._grad_node, 0) if isinstance(operands[p], Tensor) else (None, 0)) for p in positions)
+        ((operands[p]._grad_node, operands[p]._output_nr) if isinstance(operands[p], Tensor) else (None, 0))
+        for p in positions)
     fn = backward_class(name or op.grad_fn)(op, saved, out._node, arg, next_functions, positions)
     out._grad_node = fn
 

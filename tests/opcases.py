@@ -144,6 +144,19 @@ def quietly(fn):
 
 # -- known bugs (xfail strict: the lead removes the marker with the fix) -----------------------------
 
+def _setitem_column_case(T, a, b):
+    out = a * 1
+    out[:, 2] = b * 2
+    return out
+
+
+def _setitem_case(T, a, b):
+    out = a * 1
+    out[1, 1:3] = b
+    out[0] = 5.0
+    return out
+
+
 # -- the table -------------------------------------------------------------------------------------
 # Broadcasting shape pairs every binary op runs on.
 PAIRS = [((2, 3), (2, 3)), ((3, 1), (1, 4)), ((2, 3), (3,)), ((), (2, 2)), ((4,), ())]
@@ -347,6 +360,22 @@ CASES: list[Case] = [
     Case("dot", "DOT", lambda T, a, b: a.dot(b), (In((5,)), In((5,))), transcendental=True),
     Case("matmul-1d-1d", "DOT", lambda T, a, b: T.matmul(a, b), (In((5,)), In((5,))), transcendental=True),
     Case("outer", "MUL", lambda T, a, b: T.outer(a, b), (In((3,)), In((4,))), transcendental=True),
+    # indexing, slicing, joining (SLICE views; ASSEMBLE writes parts into regions) ------------------
+    _unary("getitem-int", "SLICE", lambda T, a: a[1], shape=RED_SHAPE),
+    _unary("getitem-slice", "SLICE", lambda T, a: a[1:3], shape=(4, 3)),
+    _unary("getitem-step", "SLICE", lambda T, a: a[:, ::2] * 2, shape=(3, 5)),
+    _unary("getitem-mixed", "SLICE", lambda T, a: a[0, None, 1:, -1], shape=RED_SHAPE),
+    _unary("getitem-ellipsis", "SLICE", lambda T, a: a[..., 2], shape=RED_SHAPE),
+    _unary("narrow", "SLICE", lambda T, a: a.narrow(1, 1, 2), shape=(3, 4)),
+    _unary("split", "SLICE", lambda T, a: a.split(2)[1] * 3, shape=(5, 2)),
+    _unary("chunk", "SLICE", lambda T, a: a.chunk(2, 1)[0], shape=(2, 5)),
+    _unary("unbind", "SLICE", lambda T, a: a.unbind(1)[2], shape=(2, 3)),
+    Case("cat", "ASSEMBLE", lambda T, a, b: T.cat([a, b, a], 1), (In((2, 3)), In((2, 1)))),
+    Case("cat-0", "ASSEMBLE", lambda T, a, b: T.cat([a * 2, b]), (In((1, 3)), In((2, 3)))),
+    Case("stack", "STACK", lambda T, a, b: T.stack([a, b], 1), (In((2, 3)), In((2, 3)))),
+    Case("stack-neg", "STACK", lambda T, a, b: T.stack((a, b, a), -1), (In((3,)), In((3,)))),
+    Case("setitem", "SETITEM", _setitem_case, (In((3, 4)), In((2,)))),
+    Case("setitem-column", "SETITEM", _setitem_column_case, (In((3, 4)), In((3,)))),
     # compositions: gradients flowing through several ops, shared inputs, broadcast + reduce ---------
     Case("chain-mse", "MEAN_ALL", lambda T, a, b: ((a - b) ** 2).mean(), (In((3, 1)), In((1, 4)))),
     Case("chain-softmax", "DIV", lambda T, a: a.exp() / a.exp().sum(1, keepdim=True), (In((2, 3)),),
