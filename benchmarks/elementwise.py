@@ -16,16 +16,22 @@ import numpy as np
 N = 4 * 1024 * 1024
 
 
-def symgrad_step(x):
-    import symgrad
+def framework_step(torch, x):
+    """mean(exp(tanh(x) * sigmoid(x) + x * x)) forward + backward, for `torch` = symgrad or torch."""
 
     def step():
         x.grad = None
-        loss = (symgrad.tanh(x) * symgrad.sigmoid(x) + x * x).exp().mean()
+        loss = (torch.tanh(x) * torch.sigmoid(x) + x * x).exp().mean()
         loss.backward()
         return loss
 
     return step
+
+
+def symgrad_step(x):
+    import symgrad
+
+    return framework_step(symgrad, x)
 
 
 def numpy_step(x):
@@ -43,13 +49,7 @@ def numpy_step(x):
 def torch_step(x):
     import torch
 
-    def step():
-        x.grad = None
-        loss = (torch.tanh(x) * torch.sigmoid(x) + x * x).exp().mean()
-        loss.backward()
-        return loss
-
-    return step
+    return framework_step(torch, x)
 
 
 def main(argv=None) -> list[str]:
@@ -92,4 +92,6 @@ if __name__ == "__main__":
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    main()
+    from benchmarks.timing import run_as_script
+
+    run_as_script(main)

@@ -20,9 +20,8 @@ def data():
     return [rng.standard_normal(s).astype(np.float32) for s in ((N, D_IN), (N, D_OUT), (D_IN, H), (H, D_OUT))]
 
 
-def symgrad_step(x, y, w1, w2):
-    import symgrad as torch
-
+def framework_step(torch, x, y, w1, w2):
+    """The seed's training step, the same code for `torch` = symgrad or torch."""
     x, y = torch.tensor(x), torch.tensor(y)
     w1, w2 = torch.tensor(w1, requires_grad=True), torch.tensor(w2, requires_grad=True)
 
@@ -38,6 +37,12 @@ def symgrad_step(x, y, w1, w2):
         return loss
 
     return step, (w1, w2)
+
+
+def symgrad_step(x, y, w1, w2):
+    import symgrad
+
+    return framework_step(symgrad, x, y, w1, w2)
 
 
 def numpy_step(x, y, w1, w2):
@@ -62,21 +67,7 @@ def numpy_step(x, y, w1, w2):
 def torch_step(x, y, w1, w2):
     import torch
 
-    x, y = torch.tensor(x), torch.tensor(y)
-    w1, w2 = torch.tensor(w1, requires_grad=True), torch.tensor(w2, requires_grad=True)
-
-    def step():
-        nonlocal w1, w2
-        loss = (x.mm(w1).clamp(min=0).mm(w2) - y).pow(2).sum()
-        loss.backward()
-        with torch.no_grad():
-            w1 -= LR * w1.grad
-            w2 -= LR * w2.grad
-            w1.grad.zero_()
-            w2.grad.zero_()
-        return loss
-
-    return step, (w1, w2)
+    return framework_step(torch, x, y, w1, w2)
 
 
 def main(argv=None) -> list[str]:
@@ -121,4 +112,6 @@ if __name__ == "__main__":
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    main()
+    from benchmarks.timing import run_as_script
+
+    run_as_script(main)

@@ -37,6 +37,15 @@ def report(title: str, medians: dict, baseline: str, lines: list[str] | None = N
     return out
 
 
+def run_as_script(main) -> None:
+    """Let `python benchmarks/x.py` import the `benchmarks` package from the repository root."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    main()
+
+
 def copy_bandwidth(nbytes: int = 200_000_000) -> float:
     """Measured memory bandwidth of a plain copy, bytes per second (read + write counted)."""
     import numpy as np

@@ -611,30 +611,25 @@ class _Body:
             return self.b.icmp_unsigned(op, x, y)
         return self.b.icmp_signed(op, x, y)
 
-    def _print_And(self, e, dtype):
+    def _fold_truth(self, e, combine):
         values = [self.value(a, "bool") for a in e.args]
         result = values[0]
         for v in values[1:]:
-            result = self.b.and_(result, v)
+            result = combine(result, v)
         return result
 
+    def _print_And(self, e, dtype):
+        return self._fold_truth(e, self.b.and_)
+
     def _print_Or(self, e, dtype):
-        values = [self.value(a, "bool") for a in e.args]
-        result = values[0]
-        for v in values[1:]:
-            result = self.b.or_(result, v)
-        return result
+        return self._fold_truth(e, self.b.or_)
 
     def _print_ITE(self, e, dtype):
         condition, then, otherwise = (self.value(a, "bool") for a in e.args)
         return self.b.select(condition, then, otherwise)
 
     def _print_Xor(self, e, dtype):
-        values = [self.value(a, "bool") for a in e.args]
-        result = values[0]
-        for v in values[1:]:
-            result = self.b.xor(result, v)
-        return result
+        return self._fold_truth(e, self.b.xor)
 
     def _print_IsNan(self, e, dtype):
         (arg,) = e.args

@@ -43,6 +43,15 @@ class Buffer:
         return Buffer(flat, flat.ctypes.data if flat.size else 0)
 
 
+def row_major_strides(shape) -> tuple[int, ...]:
+    """Element strides of a C-contiguous array of `shape`."""
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
+
+
 def contiguous_strides(shape) -> tuple[int, ...]:
     strides, step = [], 1
     for n in reversed(shape):

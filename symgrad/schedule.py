@@ -23,7 +23,7 @@ import sympy
 import codegen
 from codegen import CASTS, Gemm, Kernel, Load, Program, Store
 
-from .graph import ITEMSIZE, NUMPY_DTYPE, Buffer, Node, contiguous_strides, pending_postorder
+from .graph import ITEMSIZE, NUMPY_DTYPE, Buffer, Node, contiguous_strides, pending_postorder, row_major_strides
 from .ops import OPS
 
 import numpy as np
@@ -266,7 +266,7 @@ class _ExpressionBuilder:
             source = node.inputs[0]
             space = source.shape
             expr = self.expr(source, _identity_map(len(space)))
-            strides = tuple(0 if k in node.arg else s for k, s in enumerate(_row_major(node.shape)))
+            strides = tuple(0 if k in node.arg else s for k, s in enumerate(row_major_strides(node.shape)))
             return space, Store(self.slot_of_stored[id(node)], strides, expr, REDUCTIONS[node.op])
         space = node.shape
         expr = self._compute(node, _identity_map(len(space)))
@@ -274,7 +274,7 @@ class _ExpressionBuilder:
 
     def region_store(self, part, region, slot, shape):
         """Store `part` into the region ((start, step) per axis) of a buffer of `shape`."""
-        row_major = _row_major(shape)
+        row_major = row_major_strides(shape)
         strides = tuple(0 if n == 1 else step * stride for n, (_, step), stride in zip(part.shape, region, row_major))
         offset = sum(start * stride for (start, _), stride in zip(region, row_major))
         value = self.expr(part, _identity_map(len(part.shape)))
@@ -289,7 +289,7 @@ class _ExpressionBuilder:
                 self.memo[key] = self._load(self.slot_of_leaf[id(node)], node.strides, coeffs, node.dtype)
             elif id(node) in self.loaded and node is not self.root:
                 self.depends_on.append(node)
-                self.memo[key] = self._load(self.slot_of_stored[id(node)], _row_major(node.shape), coeffs, node.dtype)
+                self.memo[key] = self._load(self.slot_of_stored[id(node)], row_major_strides(node.shape), coeffs, node.dtype)
             else:
                 self.memo[key] = self._compute(node, coeffs)
         return self.memo[key]
@@ -349,7 +349,7 @@ class _ExpressionBuilder:
         source = node.inputs[0]
         width = self._space_rank()
         # the flat (row-major) position in the reshaped value is one affine map of the index
-        flat = tuple(sum(s * coeffs[k][i] for k, s in enumerate(_row_major(node.shape))) for i in range(width + 1))
+        flat = tuple(sum(s * coeffs[k][i] for k, s in enumerate(row_major_strides(node.shape))) for i in range(width + 1))
         if source.realized and source.strides == contiguous_strides(source.shape):
             return self._load(self.slot_of_leaf[id(source)], (1,), (flat,), source.dtype)
         if id(source) in self.loaded:
@@ -395,7 +395,7 @@ def _gemm(node, slot_of_leaf, slot_of_stored, loaded):
     (a_slot, a_strides), (b_slot, b_strides) = operands
     m, k = node.inputs[0].shape[-2:]
     n = node.shape[-1]
-    c_strides = _row_major(node.shape)
+    c_strides = row_major_strides(node.shape)
     gemm = Gemm(a_slot, b_slot, slot_of_stored[id(node)], m, n, k, tuple(a_strides[-2:]), tuple(b_strides[-2:]),
                 tuple(node.shape[:-2]), tuple(a_strides[:-2]), tuple(b_strides[:-2]), tuple(c_strides[:-2]))
     return gemm, depends_on
@@ -406,7 +406,7 @@ def _strided_buffer(node, slot_of_leaf, slot_of_stored, loaded):
     if node.realized:
         return slot_of_leaf[id(node)], node.strides, None
     if id(node) in loaded:
-        return slot_of_stored[id(node)], _row_major(node.shape), node
+        return slot_of_stored[id(node)], row_major_strides(node.shape), node
     if node.op in ("PERMUTE", "EXPAND"):
         inner = _strided_buffer(node.inputs[0], slot_of_leaf, slot_of_stored, loaded)
         if inner is None:
@@ -433,21 +433,13 @@ def _identity_map(rank):
     return tuple(tuple(1 if i == k else 0 for i in range(rank + 1)) for k in range(rank))
 
 
-def _row_major(shape):
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= n
-    return tuple(reversed(strides))
-
-
 def _split_linear(flat, shape, extent):
     """Affine maps per axis of `shape` for a flat position `sum(flat[i] * index[i]) + flat[-1]`, or
     None if an index axis would carry from one axis into the next (that needs div/mod, so we store
     instead)."""
     if 0 in shape or 0 in extent:
         return tuple(tuple(0 for _ in flat) for _ in shape)  # nothing is read from an empty tensor
-    strides = _row_major(shape)
+    strides = row_major_strides(shape)
     linear, offset = flat[:-1], flat[-1]
     coeffs = [[0] * len(flat) for _ in shape]
     reach = [0] * len(shape)

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _repr
 from .autograd import AccumulateGrad, GradMode, backward_class, grad_of, run_backward
-from .graph import NUMPY_DTYPE, PENDING_LIMIT, Node, contiguous_strides
+from .graph import NUMPY_DTYPE, PENDING_LIMIT, Node, contiguous_strides, row_major_strides
 from .ops import KEEP, OPS, PROMOTE, TO_BOOL, TO_FLOAT, Op
 
 
@@ -1251,7 +1251,7 @@ def _torch_strides(node: Node) -> tuple[int, ...]:
     while node.op in ("EXPAND", "PERMUTE", "RESHAPE", "SLICE") and node.inputs:
         chain.append(node)
         node = node.inputs[0]
-    strides = _row_major_strides(node.shape)
+    strides = row_major_strides(node.shape)
     for step in reversed(chain):
         source_shape = step.inputs[0].shape
         if step.op == "PERMUTE":
@@ -1263,7 +1263,7 @@ def _torch_strides(node: Node) -> tuple[int, ...]:
             strides = tuple(0 if k < lead or source_shape[k - lead] == 1 and step.shape[k] != 1
                             else strides[k - lead] for k in range(len(step.shape)))
         else:
-            strides = _compute_view_strides(source_shape, strides, step.shape) or _row_major_strides(step.shape)
+            strides = _compute_view_strides(source_shape, strides, step.shape) or row_major_strides(step.shape)
     return strides
 
 
@@ -1271,18 +1271,10 @@ def _view_strides_torch(node: Node, shape):
     return _compute_view_strides(node.shape, _torch_strides(node), shape)
 
 
-def _row_major_strides(shape):
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= n
-    return tuple(reversed(strides))
-
-
 def _compute_view_strides(old_shape, old_strides, new_shape):
     """torch's rule (computeStride) for viewing memory with `old_strides` in `new_shape`, or None."""
     if not old_shape or math.prod(old_shape) == 0:
-        return _row_major_strides(new_shape)
+        return row_major_strides(new_shape)
     new_strides = [0] * len(new_shape)
     view_d = len(new_shape) - 1
     chunk_base = old_strides[-1]
