@@ -39,7 +39,7 @@ MAX_FUSED_NODES = 40
 
 
 class _ProgramCache:
-    """Compiled plans by structural key (bounded: the oldest entries go first)."""
+    """Compiled plans by structural key (bounded: the least recently used entries go first)."""
 
     plans: dict = {}
 
@@ -78,12 +78,13 @@ def plan_for(nodes, store_if_computed=()):
     extra = [n for n in _unique(store_if_computed) if id(n) in in_order and not n.realized]
     targets = _unique([*targets, *extra])
     key, leaves, scalars = _structure(order, targets)
-    plan = _ProgramCache.plans.get(key)
+    plans = _ProgramCache.plans
+    plan = plans.pop(key, None)
     if plan is None:
         plan = _Plan(order, targets, leaves, scalars)
-        if len(_ProgramCache.plans) >= PROGRAM_CACHE_LIMIT:
-            _ProgramCache.plans.pop(next(iter(_ProgramCache.plans)))
-        _ProgramCache.plans[key] = plan
+        if len(plans) >= PROGRAM_CACHE_LIMIT:
+            plans.pop(next(iter(plans)))  # least recently used: hits move to the end below
+    plans[key] = plan
     return plan, targets, leaves, scalars
 
 

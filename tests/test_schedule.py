@@ -106,3 +106,18 @@ def test_empty_dim_list_reduces_everything_like_torch():
 def test_reshape_of_an_empty_reduction():
     out = (symgrad.zeros(0, 3).sum(1, keepdim=True) + 1).reshape(-1)
     assert tuple(out.shape) == (0,) and out.tolist() == []
+
+
+def test_program_cache_keeps_recently_used_plans_when_full(monkeypatch):
+    import symgrad.schedule as schedule
+
+    monkeypatch.setattr(schedule, "PROGRAM_CACHE_LIMIT", 2)
+    monkeypatch.setattr(schedule._ProgramCache, "plans", {})
+    x = symgrad.ones(5)
+    (x * 2).sum().item()                      # plan A
+    (x + 1).sum().item()                      # plan B
+    (x * 2).sum().item()                      # A again: most recently used now
+    (x - 3).sum().item()                      # plan C evicts B, the least recently used
+    before = codegen.compile_count()
+    (x * 2).sum().item()
+    assert codegen.compile_count() == before
