@@ -48,3 +48,11 @@ def test_demo_runs(capsys):
     out = run_example("demo.py", capsys)
     assert "out = tensor(27., grad_fn=<MeanBackward0>)" in out
     assert re.search(r"symgrad [\d.]+ ms, numpy by hand [\d.]+ ms", out)
+
+
+def test_two_layer_network_trains(capsys):
+    out = run_example("two_layer_network.py", capsys)
+    first, last = (float(m) for m in re.findall(r"loss ([0-9.e+-]+)", out))
+    assert first > 1e6, "the seed starts from a loss around 1e7"
+    assert last < 1e-3 * first
+    assert re.search(r"tensor\([0-9.e+-]+, grad_fn=<SumBackward0>\)", out)
