@@ -25,6 +25,8 @@ from sympy.logic.boolalg import BooleanFunction
 
 DTYPES = ("float32", "float64", "int64", "bool")
 REDUCTIONS = ("sum", "prod", "max", "min")
+# "add": accumulate into the buffer's current contents (no initialisation), e.g. a scatter-add
+STORE_MODES = (*REDUCTIONS, "add")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,10 @@ class Load:
     buffer: int
     strides: tuple[int, ...]
     offset: int = 0
+    # a computed position: the address also moves by `index_stride` elements per unit of `index`, an
+    # int64 expression of other loads (gather reads x at index[i]); None for plain strided loads
+    index: sympy.Basic | None = None
+    index_stride: int = 0
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ class Store:
     expr: sympy.Basic
     reduce: str | None = None
     offset: int = 0
+    index: sympy.Basic | None = None  # as for Load: a computed position (scatter-add)
+    index_stride: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,8 @@ class Kernel:
             if len(access.strides) != len(self.shape):
                 raise ValueError(f"kernel of shape {self.shape} got an access with strides {access.strides}")
         for store in self.stores:
-            if store.reduce not in (None, *REDUCTIONS):
-                raise ValueError(f"unknown reduction {store.reduce!r}; expected one of {REDUCTIONS}")
+            if store.reduce not in (None, *STORE_MODES):
+                raise ValueError(f"unknown reduction {store.reduce!r}; expected one of {STORE_MODES}")
 
 
 @dataclass(frozen=True)

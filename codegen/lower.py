@@ -42,6 +42,7 @@ ARITH = ("contract",)
 # Reductions need `reassoc` or the loop vectorizer keeps a serial scalar chain (see shared/notes).
 REDUCE_FLAGS = ("reassoc", "contract")
 SUM_BLOCK = 4096
+REGISTER_REDUCTIONS = ("sum", "prod", "max", "min")
 
 
 def lower_program(program: Program, entry: str = "program") -> str:
@@ -200,7 +201,7 @@ class _KernelLowering:
 
     def _initialise_reductions(self):
         for store, strides in zip(self.kernel.stores, self.store_strides):
-            if store.reduce is None:
+            if store.reduce is None or store.reduce == "add":
                 continue
             dtype = self.program.buffers[store.buffer]
             axes = [k for k, s in enumerate(strides) if s != 0]
@@ -233,7 +234,7 @@ class _KernelLowering:
         depth = len(self.shape)
         # Reductions whose innermost axis is reduced keep a register accumulator over that loop.
         in_register = [
-            s.reduce is not None and depth > 0 and strides[-1] == 0
+            s.reduce in REGISTER_REDUCTIONS and s.index is None and depth > 0 and strides[-1] == 0
             for s, strides in zip(kernel.stores, self.store_strides)
         ]
 
@@ -244,7 +245,7 @@ class _KernelLowering:
             if axis == depth:
                 body = _Body(self, loads, load_dtypes)
                 for store, ptr, dtype in zip(kernel.stores, stores, store_dtypes):
-                    self._store(store, ptr, dtype, body.value(store.expr, dtype))
+                    self._store(store, ptr, dtype, body.value(store.expr, dtype), body)
                 return
 
             def body(i, _):
@@ -281,7 +282,7 @@ class _KernelLowering:
                         value = values.value(store.expr, dtype)
                         result.append(self._combine(store.reduce, dtype, next(updated), value))
                     else:
-                        self._store(store, ptr, dtype, values.value(store.expr, dtype))
+                        self._store(store, ptr, dtype, values.value(store.expr, dtype), values)
                 return result
 
             starts = [_const(REGISTER_TYPE[d], _identity(s.reduce, d)) for (s, _), d in zip(reducing, narrow)]
@@ -303,8 +304,10 @@ class _KernelLowering:
                 self._store(store, ptr, dtype, self._convert(total, _accumulator_dtype(store.reduce, dtype), dtype))
 
     # -- stores --------------------------------------------------------------------------------------
-    def _store(self, store: Store, ptr, dtype, value):
+    def _store(self, store: Store, ptr, dtype, value, body=None):
         b = self.builder
+        if store.index is not None:
+            ptr = body.moved(ptr, store.index, store.index_stride, dtype)
         if dtype == "bool":
             value = b.zext(value, I8)
         if store.reduce is not None:
@@ -317,6 +320,7 @@ class _KernelLowering:
 
     def _combine(self, reduce, dtype, acc, value):
         b = self.builder
+        reduce = "sum" if reduce == "add" else reduce
         if dtype == "bool":
             return b.or_(acc, value) if reduce in ("sum", "max") else b.and_(acc, value)  # prod, min: and
         if reduce == "sum":
@@ -370,7 +374,8 @@ class _Body:
 
     def __init__(self, lowering: _KernelLowering, pointers, dtypes):
         self.lowering, self.b = lowering, lowering.builder
-        self.loads = {load.symbol: (ptr, dtype) for load, ptr, dtype in zip(lowering.kernel.loads, pointers, dtypes)}
+        self.loads = {load.symbol: (ptr, dtype, load)
+                      for load, ptr, dtype in zip(lowering.kernel.loads, pointers, dtypes)}
         self.memo: dict = {}
         self.type_memo: dict = {}
 
@@ -410,10 +415,17 @@ class _Body:
                 return method(e, dtype)
         raise NotImplementedError(f"codegen cannot lower {type(e).__name__} in {e}")
 
+    def moved(self, ptr, index, stride, dtype):
+        """`ptr` advanced by `index * stride` elements, `index` an int64 expression of this body."""
+        step = self.b.mul(self.value(index, "int64"), ir.Constant(I64, stride), flags=("nsw",))
+        return self.b.gep(ptr, [step], source_etype=MEMORY_TYPE[dtype])
+
     # -- atoms ---------------------------------------------------------------------------------------
     def _print_Symbol(self, e, dtype):
         if e in self.loads:
-            ptr, stored = self.loads[e]
+            ptr, stored, load = self.loads[e]
+            if load.index is not None:
+                ptr = self.moved(ptr, load.index, load.index_stride, stored)
             value = self.b.load(ptr, typ=MEMORY_TYPE[stored])
             return self.b.trunc(value, I1) if stored == "bool" else value
         scalar = self.lowering.scalar_args.get(e)

@@ -155,6 +155,12 @@ STRUCTURAL = [
     # the gradient of a slice). Each part's gradient is its region of g, minus later parts' regions.
     Op("ASSEMBLE", "CatBackward0", "assemble", vjp=lambda g, i, o, arg: _indexing().assemble_vjp(g, i, o, arg),
        dtype_rule=KEEP, saves=False),
+    # GATHER: out[..., i, ...] = x[..., index[..., i, ...], ...] along `arg` = dim (loads at computed
+    # addresses); its gradient scatter-adds g back. SCATTER_ADD: base + src added at index positions.
+    Op("GATHER", "GatherBackward0", "gather",
+       vjp=lambda g, i, o, arg: (i[0]._zeros_like_unrecorded().scatter_add(arg, i[1], g), None)),
+    Op("SCATTER_ADD", "ScatterAddBackward0", "gather",
+       vjp=lambda g, i, o, arg: (g, None, g.gather(arg, i[1]))),
     Op("PERMUTE", "PermuteBackward0", "movement", vjp=lambda g, i, o, arg: (g.permute(_inverse(arg)),),
        dtype_rule=KEEP, saves=False),
     # Batched matrix product; the operands' batch dimensions broadcast. Gradients are products too:
@@ -340,7 +346,15 @@ def _mv_forward(matrix, vector, arg):
     return matrix.matmul(vector.reshape(-1, 1)).reshape(-1)
 
 
+def _index_select_forward(x, index, arg):
+    shape = tuple(-1 if k == arg else 1 for k in range(x.dim()))
+    target = tuple(index.shape[0] if k == arg else n for k, n in enumerate(x.shape))
+    return x.gather(arg, index.reshape(shape).expand(target))
+
+
 COMPOSITE = [
+    # index_select is a gather of the index broadcast over the other dims; its gradient comes free
+    Op("INDEX_SELECT", "IndexSelectBackward0", "composite", forward=_index_select_forward),
     # x[index] = value: x with the region overwritten; value's gradient is the region of g
     Op("SETITEM", "CopySlices", "composite", forward=lambda *a: _indexing().setitem_forward(*a),
        vjp=lambda g, i, o, arg: _indexing().setitem_vjp(g, i, o, arg), saves=False),

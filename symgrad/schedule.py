@@ -31,7 +31,7 @@ import numpy as np
 REDUCTIONS = {"SUM": "sum", "PROD": "prod", "MAX": "max", "MIN": "min"}
 MOVEMENT = ("RESHAPE", "EXPAND", "PERMUTE", "SLICE")
 # nodes whose value is always stored, and read from memory by their consumers
-STORED_OPS = frozenset({*REDUCTIONS, "MATMUL", "ASSEMBLE"})
+STORED_OPS = frozenset({*REDUCTIONS, "MATMUL", "ASSEMBLE", "SCATTER_ADD"})
 PROGRAM_CACHE_LIMIT = 512
 # NOTE: a fused body grows with every op it inlines, and SymPy's work on it grows faster than that;
 # past this many inlined nodes an intermediate value is stored and loaded instead.
@@ -205,6 +205,18 @@ class _Plan:
                 level[id(node)] = 1 + max((level[id(d)] for d in depends_on), default=-1)
                 products.append((level[id(node)], gemm))
                 continue
+            if node.op == "SCATTER_ADD":
+                # a copy of the base, then every src element added at its computed position
+                base, index, src = node.inputs
+                copy = _ExpressionBuilder(slot_of_leaf, slot_of_stored, loaded, scalar_symbols, node, base.shape)
+                first = copy.region_store(base, full_region(base.shape), slot_of_stored[id(node)], node.shape)
+                level_copy = 1 + max((level[id(d)] for d in copy.depends_on), default=-1)
+                products.append((level_copy, Kernel(base.shape, tuple(copy.loads.values()), (first,))))
+                add = _ExpressionBuilder(slot_of_leaf, slot_of_stored, loaded, scalar_symbols, node, index.shape)
+                second = add.scatter_store(src, index, node.arg, slot_of_stored[id(node)], node.shape)
+                level[id(node)] = 1 + max([level_copy, *(level[id(d)] for d in add.depends_on)])
+                products.append((level[id(node)], Kernel(index.shape, tuple(add.loads.values()), (second,))))
+                continue
             if node.op == "ASSEMBLE":
                 # one kernel per part, in order: a later part overwrites an earlier one's region
                 previous = -1
@@ -281,6 +293,14 @@ class _ExpressionBuilder:
         value = self.expr(part, _identity_map(len(part.shape)))
         return Store(slot, strides, value, offset=offset)
 
+    def scatter_store(self, src, index, dim, slot, shape):
+        """Add src into a buffer of `shape` at (..., index, ...) along dim, over index's shape."""
+        identity = _identity_map(len(index.shape))
+        row_major = row_major_strides(shape)
+        strides = tuple(0 if k == dim or n == 1 else s for k, (n, s) in enumerate(zip(index.shape, row_major)))
+        return Store(slot, strides, self.expr(src, identity), reduce="add", index=self.expr(index, identity),
+                     index_stride=row_major[dim])
+
     def expr(self, node, coeffs):
         """`node`'s value at the kernel's index, where node index[k] = sum(coeffs[k][i] * index[i]) +
         coeffs[k][-1]: one affine map per node axis (the last entry is a constant offset)."""
@@ -295,19 +315,21 @@ class _ExpressionBuilder:
                 self.memo[key] = self._compute(node, coeffs)
         return self.memo[key]
 
-    def _load(self, slot, strides, coeffs, dtype):
+    def _load(self, slot, strides, coeffs, dtype, index=None, index_stride=0):
         width = self._space_rank()
         flat = tuple(sum(strides[k] * coeffs[k][i] for k in range(len(strides))) for i in range(width))
         offset = sum(strides[k] * coeffs[k][width] for k in range(len(strides)))
-        key = (slot, flat, offset)
+        key = (slot, flat, offset, index, index_stride)
         load = self.loads.get(key)
         if load is None:
             assumptions = {"real": True} if dtype in ("float32", "float64") else (
                 {"integer": True} if dtype == "int64" else {})
             # NOTE: named by content, so equal loads of different stores in one kernel are one symbol
             name = f"b{slot}_" + "_".join(str(s).replace("-", "m") for s in flat) + (f"_o{offset}" if offset else "")
+            if index is not None:
+                name += f"_at{len(self.loads)}"  # computed positions: one symbol per distinct index
             symbol = sympy.Symbol(name, **assumptions)
-            load = self.loads[key] = Load(symbol, slot, flat, offset)
+            load = self.loads[key] = Load(symbol, slot, flat, offset, index, index_stride)
         return sympy.Ne(load.symbol, 0) if dtype == "bool" else load.symbol
 
     def _space_rank(self):
@@ -327,6 +349,19 @@ class _ExpressionBuilder:
             return self.expr(source, inner)
         if op == "RESHAPE":
             return self._reshape(node, coeffs)
+        if op == "GATHER":
+            source, index = node.inputs
+            found = _strided_buffer(source, self.slot_of_leaf, self.slot_of_stored, self.loaded)
+            if found is None:
+                raise _NeedsBuffer(source)
+            slot, strides, base = found
+            if base is not None:
+                self.depends_on.append(base)
+            dim = node.arg
+            zero = (0,) * (self._space_rank() + 1)
+            static = tuple(zero if k == dim else axis_map for k, axis_map in enumerate(coeffs))
+            return self._load(slot, strides, static, source.dtype, index=self.expr(index, coeffs),
+                              index_stride=strides[dim])
         if op == "PERMUTE":
             inner = [None] * len(node.arg)
             for k, axis in enumerate(node.arg):
@@ -427,6 +462,10 @@ def _is_matrix_layout(strides, shape):
     rows, cols = shape
     row_stride, col_stride = strides
     return col_stride == 1 or row_stride == 1 or cols == 1 or rows == 1
+
+
+def full_region(shape):
+    return tuple((0, 1) for _ in shape)
 
 
 def _identity_map(rank):

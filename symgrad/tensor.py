@@ -1118,6 +1118,34 @@ class Tensor:
             out = out.squeeze(-1)
         return out
 
+    def gather(self, dim, index):
+        """out[i][j] = self[index[i][j]][j] (dim=0) / self[i][index[i][j]] (dim=1), and so on."""
+        dim = _normalize_dim(dim, self.dim())
+        _check_index_tensor(self, index, dim, "gather")
+        return _apply(OPS["GATHER"], (self, index), arg=dim, positions=(0,))
+
+    def index_select(self, dim, index):
+        """The slices at positions `index` (a vector of int64) along `dim`."""
+        dim = _normalize_dim(dim, self.dim())
+        if index.dim() > 1:
+            raise IndexError("index_select(): Index is supposed to be a vector")
+        if index.dtype is not int64:
+            raise RuntimeError("index_select(): Expected dtype int32 or int64 for index")
+        values = index.detach().reshape(-1).numpy()
+        bad = values[(values < 0) | (values >= self.shape[dim])]
+        if bad.size:
+            raise RuntimeError(f"INDICES element is out of DATA bounds, id={int(bad[0])} axis_dim={self.shape[dim]}")
+        return _apply(OPS["INDEX_SELECT"], (self, index.reshape(-1)), arg=dim, positions=(0,))
+
+    def scatter_add(self, dim, index, src):
+        """A copy of self with src added at index positions along dim (repeated positions add up)."""
+        dim = _normalize_dim(dim, self.dim())
+        _check_index_tensor(self, index, dim, "scatter_add", src)
+        return _apply(OPS["SCATTER_ADD"], (self, index, src), arg=dim, positions=(0, 2))
+
+    def _zeros_like_unrecorded(self):
+        return zeros_like(self)
+
     def __getitem__(self, index):
         """Basic indexing: ints, slices with positive steps, None and `...` (views of the data)."""
         from .indexing import getitem
@@ -1295,6 +1323,23 @@ def _compute_view_strides(old_shape, old_strides, new_shape):
     if view_d != -1:
         return None
     return tuple(new_strides)
+
+
+def _check_index_tensor(x, index, dim, name, src=None):
+    """torch's checks for gather/scatter indices, done at the call (the index values are read)."""
+    if index.dtype is not int64:
+        raise RuntimeError(f"{name}(): Expected dtype int32/int64 for index")
+    if index.dim() != x.dim():
+        raise RuntimeError("Index tensor must have the same number of dimensions as input tensor")
+    for k in range(x.dim()):
+        if k != dim and index.shape[k] > x.shape[k]:
+            raise RuntimeError(f"Size does not match at dimension {k} expected index {list(index.shape)} to be no "
+                               f"larger than self {list(x.shape)} apart from dimension {dim}")
+    values = index.detach().numpy()
+    bad = values[(values < 0) | (values >= x.shape[dim])] if values.size else values[:0]
+    if bad.size:
+        raise RuntimeError(f"index {int(bad.reshape(-1)[0])} is out of bounds for dimension {dim} with size "
+                           f"{x.shape[dim]}")
 
 
 def _check_product(a, b):
@@ -1675,6 +1720,14 @@ def _forward(op: Op, operands, arg) -> Tensor:
     if op.kind == "matmul":
         a, b = operands
         return Tensor._wrap(_matmul_node(a._node, b._node))
+    if op.kind == "gather":
+        if op.name == "GATHER":
+            x, index = operands
+            return Tensor._wrap(Node.make("GATHER", (x._node, index._node), arg, index._node.shape, x._node.dtype))
+        base, index, src = operands
+        src_node = _cast_node(src._node, base.dtype)
+        return Tensor._wrap(Node.make("SCATTER_ADD", (base._node, index._node, src_node), arg, base._node.shape,
+                                      base._node.dtype))
     if op.kind == "assemble":
         regions, shape = arg
         dtype_name = operands[0]._node.dtype

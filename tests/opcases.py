@@ -375,6 +375,14 @@ CASES: list[Case] = [
     Case("stack", "STACK", lambda T, a, b: T.stack([a, b], 1), (In((2, 3)), In((2, 3)))),
     Case("stack-neg", "STACK", lambda T, a, b: T.stack((a, b, a), -1), (In((3,)), In((3,)))),
     Case("setitem", "SETITEM", _setitem_case, (In((3, 4)), In((2,)))),
+    # loads at computed positions (repeated indices: gradients add up)
+    _unary("gather-1", "GATHER", lambda T, a: a.gather(1, T.tensor([[0, 2, 2], [1, 1, 0]])), shape=(2, 3)),
+    _unary("gather-0", "GATHER", lambda T, a: a.gather(0, T.tensor([[1, 0, 1, 1]])) * 3, shape=(2, 4)),
+    _unary("gather-t", "GATHER", lambda T, a: a.t().gather(1, T.tensor([[1], [0], [1]])), shape=(2, 3)),
+    _unary("index-select", "INDEX_SELECT", lambda T, a: a.index_select(1, T.tensor([2, 0, 2, 2])), shape=(3, 4)),
+    _unary("index-select-0", "INDEX_SELECT", lambda T, a: T.index_select(a, 0, T.tensor([1, 1])), shape=RED_SHAPE),
+    Case("scatter-add", "SCATTER_ADD", lambda T, a, b: a.scatter_add(1, T.tensor([[0, 0], [2, 1]]), b * 2),
+         (In((2, 3)), In((2, 2)))),
     Case("setitem-column", "SETITEM", _setitem_column_case, (In((3, 4)), In((3,)))),
     # compositions: gradients flowing through several ops, shared inputs, broadcast + reduce ---------
     Case("chain-mse", "MEAN_ALL", lambda T, a, b: ((a - b) ** 2).mean(), (In((3, 1)), In((1, 4)))),

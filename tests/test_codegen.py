@@ -143,3 +143,23 @@ def test_float32_product_accumulates_in_float32_like_torch():
     kernel = Kernel((3,), (Load(x, 0, (1,)),), (Store(1, (0,), x, reduce="prod"),))
     run(Program(("float32", "float32"), (kernel,)), [a, out])
     assert np.isinf(out)
+
+
+def test_computed_index_loads_gather_and_add_stores_scatter_with_repeats():
+    i = sympy.Symbol("i", integer=True)
+    table = np.array([10.0, 20.0, 30.0, 40.0], np.float32)
+    index = np.array([3, 0, 0, 2, 0, 1, 3, 3, 0, 2, 1, 0, 0, 3, 2, 1, 0], np.int64)
+    values = np.arange(index.size, dtype=np.float32)
+    gathered = np.zeros(index.size, np.float32)
+    scattered = np.full(4, 100.0, np.float32)  # "add" accumulates onto what is there
+    n = index.size
+    kernel = Kernel((n,), (Load(x, 0, (0,), index=i, index_stride=1), Load(i, 1, (1,)), Load(y, 2, (1,))), (
+        Store(3, (1,), x),
+        Store(4, (0,), y, reduce="add", index=i, index_stride=1),
+    ))
+    run(Program(("float32", "int64", "float32", "float32", "float32"), (kernel,)),
+        [table, index, values, gathered, scattered])
+    np.testing.assert_array_equal(gathered, table[index])
+    expected = np.full(4, 100.0)
+    np.add.at(expected, index, values)
+    np.testing.assert_array_equal(scattered, expected)

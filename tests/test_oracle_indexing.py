@@ -56,6 +56,9 @@ def test_assignment_changes_only_the_target_and_keeps_clones_intact():
 @pytest.mark.parametrize("expr", [
     "x[4]", "x[0, 0, 0]", "x[::-1]", "T.cat([x, T.ones(3, 4)], 0)",
     "T.stack([x, T.ones(3, 4)])", "T.cat([], 0)", "x.split([1, 2])",
+    "x.gather(1, T.tensor([[0, 5]]))", "x.gather(1, T.tensor([0, 1]))", "x.gather(1, T.tensor([[0.0, 1.0]]))",
+    "x.gather(1, T.tensor([[0, -1]]))", "x.gather(0, T.zeros(5, 6, dtype=T.long))",
+    "x.index_select(1, T.tensor([5]))", "x.index_select(1, T.tensor([[1]]))", "x.index_select(1, T.tensor([-1]))",
 ])
 def test_errors_match_torch(expr):
     def run(T):
