@@ -48,7 +48,8 @@ lt, le, gt, ge, eq, ne, numel, flatten, detach = map(_function, (
     "lt", "le", "gt", "ge", "eq", "ne", "numel", "flatten", "detach"))
 mm, bmm, mv, dot, outer, matmul, t, transpose, permute, squeeze, unsqueeze = map(_function, (
     "mm", "bmm", "mv", "dot", "outer", "matmul", "t", "transpose", "permute", "squeeze", "unsqueeze"))
-gather, index_select, scatter_add, narrow = map(_function, ("gather", "index_select", "scatter_add", "narrow"))
+gather, index_select, scatter_add, narrow, cumsum = map(_function, (
+    "gather", "index_select", "scatter_add", "narrow", "cumsum"))
 subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div, neg, abs
 
 

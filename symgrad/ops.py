@@ -352,7 +352,25 @@ def _index_select_forward(x, index, arg):
     return x.gather(arg, index.reshape(shape).expand(target))
 
 
+def _cumsum_forward(x, dim):
+    """Running sums along `dim` in log2(n) steps: add the value shifted by 1, 2, 4, ... places."""
+    n = x.shape[dim] if x.dim() else 1
+    shift = 1
+    while shift < n:
+        kept = x.narrow(dim, 0, n - shift)
+        pad_shape = tuple(shift if k == dim else size for k, size in enumerate(x.shape))
+        x = x + _indexing().cat([x._zeros_unrecorded(pad_shape), kept], dim)
+        shift *= 2
+    return x
+
+
+def _cumsum_vjp(g, inputs, out, dim):
+    # NOTE: the gradient is the sum from each position to the end: total - running sum + g
+    return (g.sum(dim, keepdim=True) - g.cumsum(dim) + g,)
+
+
 COMPOSITE = [
+    Op("CUMSUM", "CumsumBackward0", "composite", forward=_cumsum_forward, vjp=_cumsum_vjp, saves=False),
     # index_select is a gather of the index broadcast over the other dims; its gradient comes free
     Op("INDEX_SELECT", "IndexSelectBackward0", "composite", forward=_index_select_forward),
     # x[index] = value: x with the region overwritten; value's gradient is the region of g

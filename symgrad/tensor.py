@@ -1146,6 +1146,19 @@ class Tensor:
     def _zeros_like_unrecorded(self):
         return zeros_like(self)
 
+    def _zeros_unrecorded(self, shape):
+        return zeros(*shape, dtype=self.dtype)
+
+    def cumsum(self, dim, *, dtype=None):
+        """Running sums along `dim`; bool and int tensors sum as int64, like torch."""
+        x = self if dtype is None else self.to(dtype)
+        if x.dtype is bool_:
+            x = x.to(int64)
+        dim = _normalize_dim(dim, x.dim())
+        if x.dim() == 0:
+            return _apply(OPS["CLONE"], (x,), name="CumsumBackward0")
+        return _apply(OPS["CUMSUM"], (x,), arg=dim)
+
     def __getitem__(self, index):
         """Basic indexing: ints, slices with positive steps, None and `...` (views of the data)."""
         from .indexing import getitem
