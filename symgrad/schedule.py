@@ -74,8 +74,11 @@ def plan_for(nodes, store_if_computed=()):
         targets = [n for n in targets if not n.realized]
         if not targets:
             return None
-    in_order = {id(n) for n in order}
-    extra = [n for n in _unique(store_if_computed) if id(n) in in_order and not n.realized]
+    in_order = {id(n): k for k, n in enumerate(order)}
+    # NOTE: ordered by graph position, not by the caller's (a WeakSet's, arbitrary) order, so that
+    # the same step always has the same structural key
+    extra = sorted((n for n in _unique(store_if_computed) if id(n) in in_order and not n.realized),
+                   key=lambda n: in_order[id(n)])
     targets = _unique([*targets, *extra])
     key, leaves, scalars = _structure(order, targets)
     plans = _ProgramCache.plans

@@ -121,3 +121,21 @@ def test_program_cache_keeps_recently_used_plans_when_full(monkeypatch):
     before = codegen.compile_count()
     (x * 2).sum().item()
     assert codegen.compile_count() == before
+
+
+def test_pending_updates_in_any_order_give_the_same_program():
+    from symgrad.schedule import realize
+
+    def build():
+        x = symgrad.tensor([1.0, 2.0, 3.0])
+        first, second = x * 2, x + 1
+        return (first + second).sum(), first, second
+
+    total, first, second = build()
+    realize([total._node], [first._node, second._node])
+    before = codegen.compile_count()
+    total, first, second = build()
+    realize([total._node], [second._node, first._node])   # a WeakSet may hand them over in any order
+    assert codegen.compile_count() == before
+    assert first._node.realized and second._node.realized
+    assert total.item() == 21.0
