@@ -1,4 +1,6 @@
-"""Run every benchmark: `python -m benchmarks` (or `python benchmarks/run.py`)."""
+"""Run every benchmark: `python -m benchmarks [--markdown docs/benchmarks.md]`."""
+import sys
+
 from benchmarks.run import main
 
-main()
+main(sys.argv[1:])

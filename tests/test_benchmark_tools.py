@@ -1,0 +1,26 @@
+"""The benchmark helpers: interleaved medians and the generated Markdown record."""
+from benchmarks.run import _write_markdown
+from benchmarks.timing import interleaved_medians, report
+
+
+def test_interleaved_medians_rank_a_slower_function_slower():
+    import time
+
+    medians = interleaved_medians({"fast": lambda: None, "slow": lambda: time.sleep(0.002)}, rounds=3,
+                                  calls_per_round=1, warmup=0)
+    assert medians["slow"] > medians["fast"] + 0.001
+
+
+def test_report_prints_ratios_to_the_baseline(capsys):
+    lines = report("title", {"a": 0.002, "b": 0.001}, "b")
+    assert lines[0] == "title"
+    assert "2.000x b" in lines[1] and "1.000x b" in lines[2]
+
+
+def test_markdown_record_holds_every_table(tmp_path):
+    path = tmp_path / "benchmarks.md"
+    _write_markdown(str(path), [["table one", "  row"], ["table two"]])
+    text = path.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "```\ntable one\n  row\n```" in text and "```\ntable two\n```" in text
+    assert "llvmlite" in text and "numpy" in text
