@@ -83,15 +83,41 @@ def result_type(*operands) -> dtype:
     >>> result_type(symgrad.tensor([1, 2]), 2.5), result_type(symgrad.ones(2), symgrad.tensor(1.0).double())
     (torch.float32, torch.float32)
     """
+    return _result_type_of_kinds(tuple(_operand_kind(o) for o in operands))
+
+
+def _operand_kind(o):
+    """What promotion looks at: (dtype name, has dimensions) for a tensor, the kind of a number."""
+    if isinstance(o, Tensor):
+        node = o._cell.node
+        return node.dtype, len(node.shape) > 0
+    if o is None:
+        return None
+    if isinstance(o, (bool, np.bool_)):
+        return "bool"
+    if isinstance(o, (int, np.integer)):
+        return "int"
+    return "float"
+
+
+_SCALAR_KINDS = {"bool": "bool", "int": "int64"}
+
+
+@functools.lru_cache(maxsize=4096)
+def _result_type_of_kinds(kinds) -> "dtype":
+    # NOTE: memoized: promotion depends only on these kinds, and ops call it on every use
     dims = zero = scalars = None
-    for o in operands:
-        if isinstance(o, Tensor):
-            if o.dim() > 0:
-                dims = o.dtype if dims is None else _promote(dims, o.dtype)
+    for kind in kinds:
+        if kind is None:
+            continue
+        if isinstance(kind, tuple):
+            d = DTYPES[kind[0]]
+            if kind[1]:
+                dims = d if dims is None else _promote(dims, d)
             else:
-                zero = o.dtype if zero is None else _promote(zero, o.dtype)
-        elif o is not None:
-            d = _scalar_dtype(o)
+                zero = d if zero is None else _promote(zero, d)
+        else:
+            d = DTYPES[_SCALAR_KINDS[kind]] if kind in _SCALAR_KINDS else get_default_dtype()
             scalars = d if scalars is None else _promote(scalars, d)
     return _combine(dims, _combine(zero, scalars))
 
@@ -232,6 +258,7 @@ def broadcast_shapes(*shapes) -> tuple[int, ...]:
     return result
 
 
+@functools.lru_cache(maxsize=4096)
 def _broadcast_pair(a, b):
     # NOTE: like torch's infer_size: scanned from the last dimension, a mismatch names the
     # dimension in the result's numbering and the sizes of a (left) and b (right).
