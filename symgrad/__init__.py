@@ -54,6 +54,7 @@ subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div
 
 
 from .indexing import cat, chunk, split, stack, unbind  # noqa: E402
+from . import nn  # noqa: E402
 
 concat = concatenate = cat
 

@@ -427,3 +427,216 @@ COMPOSITE = [
 ]
 
 OPS: dict[str, Op] = {op.name: op for op in (*ELEMENTWISE, *STRUCTURAL, *COMPOSITE)}
+
+
+# -- nn: layers and losses (symgrad.nn.functional calls these through `tensor._apply`) --------------
+# Losses take `reduction` ("mean" | "sum" | "none") in `arg`; optional weights ride in `arg` too, as
+# constants of the rule (torch never lists them in next_functions, so they get no gradient).
+_SQRT1_2 = math.sqrt(0.5)
+_GELU_PDF = 1.0 / math.sqrt(2.0 * math.pi)   # the normal density's factor, exp(-x^2/2) / sqrt(2 pi)
+_GELU_TANH = math.sqrt(2.0 / math.pi)
+_GELU_KAPPA = 0.044715
+
+
+def _reduce(losses, reduction):
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    return losses
+
+
+def _unreduce(g, shape, reduction):
+    """The gradient of each element of a loss, given the gradient `g` of its reduction."""
+    if reduction == "mean":
+        count = math.prod(shape)
+        return (g / count if count else g * math.nan).expand(shape)
+    if reduction == "sum":
+        return g.expand(shape)
+    return g
+
+
+def _erf_vjp(g, inputs, out, arg):
+    (x,) = inputs
+    return (g * (2.0 / math.sqrt(math.pi)) * (-(x * x)).exp(),)
+
+
+def _addmm_forward(bias, a, b, arg):
+    return a.matmul(b) + bias
+
+
+def _leaky_relu_forward(x, slope):
+    return _where(x > 0, x, x * slope)
+
+
+def _gelu_forward(x, approximate):
+    if approximate == "tanh":
+        inner = (x + x * x * x * _GELU_KAPPA) * _GELU_TANH
+        return x * 0.5 * (1 + inner.tanh())
+    return x * 0.5 * (1 + (x * _SQRT1_2)._elementwise("ERF"))
+
+
+def _gelu_vjp(g, inputs, out, approximate):
+    # torch's GeluBackward0 formulas, so values at float32 agree with its kernels
+    (x,) = inputs
+    if approximate == "tanh":
+        t = ((x + x * x * x * _GELU_KAPPA) * _GELU_TANH).tanh()
+        slope = (1 - t * t) * _GELU_TANH * (1 + x * x * (3 * _GELU_KAPPA))
+        return (g * ((1 + t) * 0.5 + x * 0.5 * slope),)
+    cdf = (1 + (x * _SQRT1_2)._elementwise("ERF")) * 0.5
+    pdf = (x * x * -0.5).exp() * _GELU_PDF
+    return (g * (cdf + x * pdf),)
+
+
+def _silu_vjp(g, inputs, out, arg):
+    (x,) = inputs
+    s = x.sigmoid()
+    return (g * s * (1 + x * (1 - s)),)
+
+
+def _embedding_forward(weight, indices, padding_idx):
+    rows = weight.index_select(0, indices.reshape(-1))
+    return rows.reshape(tuple(indices.shape) + (weight.shape[1],))
+
+
+def _embedding_vjp(g, inputs, out, padding_idx):
+    # NOTE: the row at padding_idx gets no gradient (torch's rule), so it stays as initialized
+    weight, indices = inputs
+    flat = indices.reshape(-1)
+    rows = g.reshape(-1, weight.shape[1])
+    if padding_idx is not None:
+        rows = _where((flat == padding_idx).reshape(-1, 1), 0.0, rows)
+    index = flat.reshape(-1, 1).expand(rows.shape)
+    return (weight._zeros_like_unrecorded().scatter_add(0, index, rows), None)
+
+
+def _layer_norm_forward(x, weight, bias, arg):
+    axes, eps = arg
+    mean = x.mean(dim=axes, keepdim=True)
+    centered = x - mean
+    variance = (centered * centered).mean(dim=axes, keepdim=True)
+    out = centered * (variance + eps).sqrt().reciprocal()
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def _mse_forward(a, b, reduction):
+    d = a - b
+    return _reduce(d * d, reduction)
+
+
+def _smooth_l1_forward(a, b, arg):
+    reduction, beta = arg
+    d = a - b
+    size = d.abs()
+    if beta == 0:
+        return _reduce(size, reduction)
+    return _reduce(_where(size < beta, d * d * (0.5 / beta), size - 0.5 * beta), reduction)
+
+
+def _huber_forward(a, b, arg):
+    reduction, delta = arg
+    d = a - b
+    size = d.abs()
+    return _reduce(_where(size < delta, d * d * 0.5, (size - 0.5 * delta) * delta), reduction)
+
+
+def _nll_forward(logp, target, arg):
+    """-logp[n, target[n]] (times the class weight), over (N, C), (C,) or (N, C, d1, ...) inputs."""
+    # NOTE: the target class is picked by comparing with the class positions rather than by a gather:
+    # the same O(N*C) work as the log-softmax before it, fused with it, and an ignored target (no
+    # class matches it) drops out with no special index.
+    reduction, ignore_index, weight = arg
+    class_dim = 0 if logp.dim() == 1 else 1
+    chosen = (target.unsqueeze(class_dim) == logp._positions((class_dim,))) & (target != ignore_index).unsqueeze(
+        class_dim)
+    if weight is None:
+        losses = _where(chosen, -logp, 0.0).sum(dim=class_dim)
+        scale = chosen.to(logp.dtype).sum(dim=class_dim)
+    else:
+        shape = tuple(-1 if k == class_dim else 1 for k in range(logp.dim()))
+        column = weight.to(logp.dtype).reshape(shape)
+        losses = _where(chosen, -logp * column, 0.0).sum(dim=class_dim)
+        scale = _where(chosen, column, 0.0).sum(dim=class_dim)
+    if reduction == "mean":
+        return losses.sum() / scale.sum()
+    return losses.sum() if reduction == "sum" else losses
+
+
+def _bce_forward(x, t, arg):
+    # NOTE: torch clamps the logs at -100 so that x = 0 or 1 gives a finite loss
+    reduction, weight = arg
+    losses = -(t * x.log().clamp(min=-100) + (1 - t) * (1 - x).log().clamp(min=-100))
+    return _reduce(losses if weight is None else losses * weight, reduction)
+
+
+def _bce_vjp(g, inputs, out, arg):
+    reduction, weight = arg
+    x, t = inputs
+    g = _unreduce(g, x.shape, reduction)
+    if weight is not None:
+        g = g * weight
+    d_x = g * (x - t) / ((1 - x) * x).clamp(min=1e-12)
+    d_t = g * ((1 - x).log().clamp(min=-100) - x.log().clamp(min=-100))
+    return d_x, d_t
+
+
+def _softplus_neg_abs(x):
+    """log(1 + exp(-|x|)): finite for any logit, since exp(-|x|) <= 1."""
+    return ((-x.abs()).exp() + 1).log()
+
+
+def _bce_logits_forward(x, t, arg):
+    # Stable form of -(t log s(x) + (1 - t) log(1 - s(x))): (1 - t) x + w (log(1 + e^-|x|) + max(-x, 0)),
+    # with w = 1 + (pos_weight - 1) t; no exp of a large positive number is ever taken.
+    reduction, weight, pos_weight = arg
+    softplus = _softplus_neg_abs(x) + (-x).relu()
+    log_weight = 1 if pos_weight is None else (pos_weight - 1) * t + 1
+    losses = (1 - t) * x + log_weight * softplus
+    return _reduce(losses if weight is None else losses * weight, reduction)
+
+
+def _bce_logits_vjp(g, inputs, out, arg):
+    # torch's rule, sigmoid(x) - t (with pos_weight: (p t + 1 - t) sigmoid(x) - p t), which is also
+    # right at x = 0, where differentiating max(-x, 0) and |x| would be one-sided
+    reduction, weight, pos_weight = arg
+    x, t = inputs
+    g = _unreduce(g, x.shape, reduction)
+    if weight is not None:
+        g = g * weight
+    s = x.sigmoid()
+    if pos_weight is None:
+        return g * (s - t), -g * x
+    pt = pos_weight * t
+    d_x = g * ((pt + 1 - t) * s - pt)
+    d_t = g * ((pos_weight - 1) * (_softplus_neg_abs(x) + (-x).relu()) - x)
+    return d_x, d_t
+
+
+NN = [
+    Op("ERF", "ErfBackward0", "elementwise", sympy.erf, _erf_vjp, TO_FLOAT),
+    # Linear on a matrix: bias + input @ weight.T in one op, as torch records it
+    Op("ADDMM", "AddmmBackward0", "composite", forward=_addmm_forward,
+       vjp=lambda g, i, o, arg: (g, g.mm(i[2].t()), i[1].t().mm(g))),
+    Op("LEAKY_RELU", "LeakyReluBackward0", "composite", forward=_leaky_relu_forward,
+       vjp=lambda g, i, o, slope: (_where(i[0] > 0, g, g * slope),), dtype_rule=KEEP),
+    Op("GELU", "GeluBackward0", "composite", forward=_gelu_forward, vjp=_gelu_vjp, dtype_rule=KEEP),
+    Op("SILU", "SiluBackward0", "composite", forward=lambda x, arg: x * x.sigmoid(), vjp=_silu_vjp,
+       dtype_rule=KEEP),
+    Op("EMBEDDING", "EmbeddingBackward0", "composite", forward=_embedding_forward, vjp=_embedding_vjp,
+       dtype_rule=KEEP),
+    # layer_norm: `arg` is (normalized axes, eps); weight and bias may be None. Gradient: of the forward.
+    Op("LAYER_NORM", "NativeLayerNormBackward0", "composite", forward=_layer_norm_forward, dtype_rule=KEEP),
+    Op("MSE_LOSS", "MseLossBackward0", "composite", forward=_mse_forward, dtype_rule=KEEP),
+    Op("SMOOTH_L1_LOSS", "SmoothL1LossBackward0", "composite", forward=_smooth_l1_forward, dtype_rule=KEEP),
+    Op("HUBER_LOSS", "HuberLossBackward0", "composite", forward=_huber_forward, dtype_rule=KEEP),
+    Op("NLL_LOSS", "NllLossBackward0", "composite", forward=_nll_forward, dtype_rule=KEEP),
+    Op("BINARY_CROSS_ENTROPY", "BinaryCrossEntropyBackward0", "composite", forward=_bce_forward, vjp=_bce_vjp,
+       dtype_rule=KEEP),
+    Op("BCE_WITH_LOGITS", "BinaryCrossEntropyWithLogitsBackward0", "composite", forward=_bce_logits_forward,
+       vjp=_bce_logits_vjp, dtype_rule=KEEP),
+]
+OPS.update({op.name: op for op in NN})

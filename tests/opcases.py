@@ -436,3 +436,65 @@ def params(cases, *bug_fields):
         marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
         out.append(pytest.param(case, id=case.id, marks=marks))
     return out
+
+
+# -- nn: layers and losses (symgrad.nn.functional, torch.nn.functional) -----------------------------
+def _F(T):
+    return T.nn.functional
+
+
+def _erf_case(T, a):
+    # NOTE: symgrad has no public erf yet (tensor.py is another engineer's); its op is reached through F
+    return T.erf(a) if hasattr(T, "erf") else T.nn.functional._erf(a)
+
+
+NN_CASES: list[Case] = [
+    _unary("erf", "ERF", _erf_case, transcendental=True),
+    # NOTE: torch's addmm accumulates the bias inside the GEMM; symgrad adds it after, a different
+    # rounding of float32 sums that may cancel, hence the looser forward tolerance
+    Case("linear", "ADDMM", lambda T, x, w, b: _F(T).linear(x, w, b), (In((4, 3)), In((2, 3)), In((2,))),
+         transcendental=True),
+    Case("linear-3d", "ADDMM", lambda T, x, w, b: _F(T).linear(x, w, b), (In((2, 2, 3)), In((2, 3)), In((2,))),
+         transcendental=True),
+    Case("linear-x-const", "ADDMM", lambda T, x, w, b: _F(T).linear(x, w, b),
+         (In((4, 3), grad=False), In((2, 3)), In((2,))), transcendental=True),
+    _unary("leaky-relu", "LEAKY_RELU", lambda T, a: _F(T).leaky_relu(a, 0.2)),
+    _unary("gelu", "GELU", lambda T, a: _F(T).gelu(a), transcendental=True),
+    _unary("gelu-tanh", "GELU", lambda T, a: _F(T).gelu(a, approximate="tanh"), transcendental=True),
+    _unary("silu", "SILU", lambda T, a: _F(T).silu(a), transcendental=True),
+    _unary("embedding", "EMBEDDING", lambda T, w: _F(T).embedding(T.tensor([[1, 0], [1, 3]]), w), shape=(4, 3)),
+    # the padding row's gradient is 0 by convention (not by calculus), so its uses are masked out here for
+    # the finite differences; tests/test_nn_functional.py checks the convention against torch
+    _unary("embedding-pad", "EMBEDDING", lambda T, w: _F(T).embedding(T.tensor([2, 0, 2]), w, padding_idx=2)
+           * T.tensor([[0.0], [1.0], [0.0]], dtype=w.dtype), shape=(4, 3)),
+    _unary("layer-norm", "LAYER_NORM", lambda T, a: _F(T).layer_norm(a, (3,)), transcendental=True),
+    Case("layer-norm-affine", "LAYER_NORM", lambda T, a, w, b: _F(T).layer_norm(a, (2, 3), w, b),
+         (In((2, 2, 3)), In((2, 3)), In((2, 3))), transcendental=True),
+    *[Case(f"mse-{r}", "MSE_LOSS", lambda T, a, b, r=r: _F(T).mse_loss(a, b, reduction=r), (In((2, 3)), In((2, 3))))
+      for r in ("mean", "sum", "none")],
+    *[Case(f"smooth-l1-{r}", "SMOOTH_L1_LOSS", lambda T, a, b, r=r: _F(T).smooth_l1_loss(a, b, reduction=r, beta=0.7),
+           (In((2, 3)), In((2, 3))), avoid=lambda a, b: near(np.abs(a - b), 0.7) or near(a, b))
+      for r in ("mean", "sum", "none")],
+    Case("huber", "HUBER_LOSS", lambda T, a, b: _F(T).huber_loss(a, b, delta=1.5), (In((2, 3)), In((2, 3))),
+         avoid=lambda a, b: near(np.abs(a - b), 1.5)),
+    *[_unary(f"nll-{r}", "NLL_LOSS", lambda T, a, r=r: _F(T).nll_loss(a, T.tensor([0, 2, 2, -100]), reduction=r),
+             shape=(4, 3)) for r in ("mean", "sum", "none")],
+    _unary("nll-weight", "NLL_LOSS", lambda T, a: _F(T).nll_loss(
+        a, T.tensor([0, 2, 1, 1]), weight=T.tensor([0.5, 2.0, 1.0], dtype=a.dtype)), shape=(4, 3)),
+    _unary("nll-2d", "NLL_LOSS", lambda T, a: _F(T).nll_loss(a, T.tensor([[0, 2], [1, 1]])), shape=(2, 3, 2)),
+    _unary("cross-entropy", "NLL_LOSS", lambda T, a: _F(T).cross_entropy(a, T.tensor([0, 2, 1, 1])), shape=(4, 3),
+           transcendental=True),
+    *[Case(f"bce-{r}", "BINARY_CROSS_ENTROPY",
+           lambda T, a, b, r=r: _F(T).binary_cross_entropy(a.sigmoid(), b.sigmoid(), reduction=r),
+           (In((2, 3)), In((2, 3))), transcendental=True) for r in ("mean", "sum", "none")],
+    Case("bce-weight", "BINARY_CROSS_ENTROPY", lambda T, a, b: _F(T).binary_cross_entropy(
+        a.sigmoid(), b.sigmoid(), weight=T.tensor([1.0, 2.0, 0.5], dtype=a.dtype)), (In((2, 3)), In((2, 3))),
+         transcendental=True),
+    *[Case(f"bce-logits-{r}", "BCE_WITH_LOGITS",
+           lambda T, a, b, r=r: _F(T).binary_cross_entropy_with_logits(a, b.sigmoid(), reduction=r),
+           (In((2, 3)), In((2, 3))), transcendental=True) for r in ("mean", "sum", "none")],
+    Case("bce-logits-pos-weight", "BCE_WITH_LOGITS", lambda T, a, b: _F(T).binary_cross_entropy_with_logits(
+        a, b.sigmoid(), pos_weight=T.tensor([1.0, 3.0, 0.5], dtype=a.dtype)), (In((2, 3)), In((2, 3))),
+         transcendental=True),
+]
+CASES += NN_CASES

@@ -137,6 +137,7 @@ NUMERIC = {
     "MAXIMUM": "Max(a, b)' is Heaviside(a - b); the rule is a Piecewise over a < b, a == b, a > b",
     "MINIMUM": "Min(a, b)' is Heaviside(b - a); the rule is a Piecewise over a > b, a == b, a < b",
     "WHERE": "the condition is a boolean, SymPy keeps Piecewise derivatives unevaluated",
+    "ERF": "the rule's factor 2/sqrt(pi) is a Python float (a runtime scalar), so it reads back as a rational",
 }
 # Symbolic simplification of the pow rule leaves Piecewise(0 if a == 0 and b >= 0) branches that need
 # the positivity of the base; the symbols carry it, so these are symbolic too.
