@@ -56,3 +56,11 @@ def test_two_layer_network_trains(capsys):
     assert first > 1e6, "the seed starts from a loss around 1e7"
     assert last < 1e-3 * first
     assert re.search(r"tensor\([0-9.e+-]+, grad_fn=<SumBackward0>\)", out)
+
+
+def test_sequential_adam_seed(capsys):
+    out = run_example("sequential_adam.py", capsys)
+    lines = out.splitlines()
+    assert [int(line.split()[0]) for line in lines] == [99, 199, 299, 399, 499]
+    losses = [float(line.split()[1]) for line in lines]
+    assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses

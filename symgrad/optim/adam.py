@@ -1,0 +1,90 @@
+"""Adam (and AdamW, which is Adam with decoupled weight decay)."""
+from __future__ import annotations
+
+from .._tensor_module import _t
+from ..tensor import no_grad
+from .optimizer import Optimizer, _check, _lerp_, _params_with_grad
+
+
+def _check_adam(lr, betas, eps, weight_decay):
+    _check(0.0 <= lr, f"Invalid learning rate: {lr}")
+    _check(0.0 <= eps, f"Invalid epsilon value: {eps}")
+    _check(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
+    _check(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
+    _check(0.0 <= weight_decay, f"Invalid weight_decay value: {weight_decay}")
+
+
+class Adam(Optimizer):
+    """Adam, step for step torch.optim.Adam (its single-tensor algorithm), with amsgrad, maximize and
+    (coupled, or with decoupled_weight_decay=True decoupled) weight decay.
+
+    The bias corrections are Python floats computed from the step count, so every step after the
+    second runs the same compiled program.
+
+    >>> import symgrad
+    >>> w = symgrad.nn.Parameter(symgrad.tensor([1.0]))
+    >>> opt = symgrad.optim.Adam([w], lr=0.1)
+    >>> (w * w).sum().backward(); opt.step(); round(w.item(), 4)
+    0.9
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
+                 foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
+                 decoupled_weight_decay=False):
+        _check_adam(lr, betas, eps, weight_decay)
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+                        foreach=foreach, capturable=capturable, differentiable=differentiable, fused=fused,
+                        decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, defaults)
+
+    @no_grad()
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; returns closure() if given."""
+        loss = self._closure(closure)
+        for group in self.param_groups:
+            lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
+            beta1, beta2 = (float(b) for b in group["betas"])
+            for p in _params_with_grad(group):
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0.0
+                    state["exp_avg"] = _t.zeros_like(p)
+                    state["exp_avg_sq"] = _t.zeros_like(p)
+                    if group["amsgrad"]:
+                        state["max_exp_avg_sq"] = _t.zeros_like(p)
+                grad = -p.grad if group["maximize"] else p.grad
+                state["step"] += 1
+                step = state["step"]
+                if weight_decay != 0:
+                    if group["decoupled_weight_decay"]:
+                        p.mul_(1 - lr * weight_decay)
+                    else:
+                        grad = grad.add(p, alpha=weight_decay)
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                _lerp_(exp_avg, grad, 1 - beta1)
+                exp_avg_sq.mul_(beta2).add_(grad * grad, alpha=1 - beta2)
+                step_size = lr / (1 - beta1 ** step)
+                bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+                if group["amsgrad"]:
+                    largest = state["max_exp_avg_sq"]
+                    largest.copy_(largest.maximum(exp_avg_sq))
+                    denom = largest.sqrt() / bias_correction2_sqrt + eps
+                else:
+                    denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + eps
+                p.add_(exp_avg / denom, alpha=-step_size)
+        return loss
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (p *= 1 - lr * weight_decay before the Adam update).
+
+    >>> import symgrad
+    >>> symgrad.optim.AdamW([symgrad.nn.Parameter(symgrad.ones(1))]).defaults["weight_decay"]
+    0.01
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
+                 maximize=False, foreach=None, capturable=False, differentiable=False, fused=None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach, maximize=maximize,
+                         capturable=capturable, differentiable=differentiable, fused=fused,
+                         decoupled_weight_decay=True)
