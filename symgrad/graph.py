@@ -76,6 +76,14 @@ class Node:
         self._key = None
 
     @classmethod
+    def raw(cls, op: str, inputs: tuple, arg, shape: tuple, dtype: str, pending_size: int) -> "Node":
+        """A new node from parts already worked out (what a replayed call builds): no hash-consing."""
+        node = cls.__new__(cls)
+        node.op, node.inputs, node.arg, node.shape, node.dtype = op, inputs, arg, shape, dtype
+        node.buffer, node.strides, node.offset, node.pending_size, node._key = None, (), 0, pending_size, None
+        return node
+
+    @classmethod
     def make(cls, op: str, inputs: tuple, arg, shape: tuple, dtype: str) -> "Node":
         """The node for `op(inputs; arg)`, shared with any identical live node."""
         key = (op, inputs, arg, shape, dtype)

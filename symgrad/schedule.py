@@ -18,6 +18,8 @@ array(6., dtype=float32)
 """
 from __future__ import annotations
 
+import math
+
 import sympy
 
 import codegen
@@ -67,7 +69,7 @@ def plan_for(nodes, store_if_computed=()):
     if not targets:
         return None
     order = pending_postorder(targets)
-    if _resolve_views(order):
+    if resolve_views(order):
         # NOTE: a resolved view's input was already computed, so dropping the newly computed nodes
         # leaves exactly the pending graph (no second walk needed)
         order = [n for n in order if not n.realized]
@@ -101,7 +103,7 @@ def _unique(nodes):
 
 
 # -- views: reshape/expand of a computed buffer cost nothing ---------------------------------------
-def _resolve_views(order) -> bool:
+def resolve_views(order) -> bool:
     """Turn movement ops over computed buffers into views (or host copies); True if any changed."""
     changed = False
     for node in order:
@@ -244,24 +246,34 @@ class _Plan:
                  for (lvl, space), (loads, stores) in groups.items()] + products
         kernels = [kernel for lvl, kernel in sorted(steps, key=lambda step: step[0])]
         self.program = Program(tuple(dtypes), tuple(kernels), tuple(scalar_symbols.values()))
+        # Stored values that are not targets live in buffers kept with the plan; targets get fresh
+        # memory at every run, carved from one block (one allocation, one address lookup).
         target_set = set(self.target_positions)
-        self.temporaries = {
-            k: np.empty(shape, NUMPY_DTYPE[dtype]) for k, (pos, (shape, dtype))
-            in enumerate(zip(self.stored_positions, self.stored_specs)) if pos not in target_set}
+        self.temporaries, self.slots, self.fresh = [], [], {}
+        block_size = 0
+        for pos, (shape, dtype) in zip(self.stored_positions, self.stored_specs):
+            count = math.prod(shape)
+            if pos not in target_set:
+                array = np.empty(max(count, 1), NUMPY_DTYPE[dtype])
+                self.temporaries.append(array)
+                self.slots.append((array.ctypes.data, None))
+                continue
+            self.slots.append((None, block_size))
+            self.fresh[pos] = (block_size, count * ITEMSIZE[dtype], NUMPY_DTYPE[dtype], contiguous_strides(shape))
+            block_size += -(-max(count, 1) * ITEMSIZE[dtype] // 64) * 64  # 64-byte aligned
+        self.block_size = block_size
 
     def run(self, targets, leaves, scalars):
         addresses = [leaf.buffer.address + leaf.offset * ITEMSIZE[leaf.dtype] for leaf in leaves]
-        results = {}
-        for k, (pos, (shape, dtype)) in enumerate(zip(self.stored_positions, self.stored_specs)):
-            array = self.temporaries.get(k)
-            if array is None:
-                array = results[pos] = np.empty(shape, NUMPY_DTYPE[dtype])
-            addresses.append(array.ctypes.data if array.size else 0)
+        block = np.empty(self.block_size, np.uint8)
+        base = block.ctypes.data
+        addresses += [fixed if fixed is not None else base + offset for fixed, offset in self.slots]
         self.native(addresses, [n.arg for n in scalars])
+        fresh = self.fresh
         for node, pos in zip(targets, self.target_positions):
-            array = results[pos]
-            node.set_buffer(Buffer(array.reshape(-1), array.ctypes.data if array.size else 0),
-                            contiguous_strides(node.shape))
+            offset, nbytes, np_dtype, strides = fresh[pos]
+            flat = block[offset:offset + nbytes].view(np_dtype)
+            node.set_buffer(Buffer(flat, base + offset), strides)
 
 
 class _ExpressionBuilder:

@@ -28,6 +28,8 @@ from . import _repr
 from .autograd import AccumulateGrad, GradMode, backward_class, grad_of, run_backward
 from .graph import NUMPY_DTYPE, PENDING_LIMIT, Node, contiguous_strides, row_major_strides
 from .ops import KEEP, OPS, PROMOTE, TO_BOOL, TO_FLOAT, Op
+from . import replay
+from .replay import Replay
 
 
 # -- dtypes ----------------------------------------------------------------------------------------
@@ -236,13 +238,20 @@ class _Updated:
 
 def _realize(nodes):
     """Compute `nodes`; pending in-place updates that the program computes anyway are stored too."""
-    from .schedule import realize
-
     cells = list(_Updated.cells)
-    realize(nodes, [c.node for c in cells])
+    if Replay.enabled:
+        replay.flush(nodes, cells, _realize_now)
+    else:
+        _realize_now(nodes, cells)
     for cell in cells:
         if cell.node.realized:
             _Updated.cells.discard(cell)
+
+
+def _realize_now(nodes, cells):
+    from .schedule import realize
+
+    realize(nodes, [c.node for c in cells])
 
 
 # -- shapes ----------------------------------------------------------------------------------------
@@ -536,13 +545,17 @@ class Tensor:
         >>> (x * 3).backward(symgrad.tensor([1.0, 0.5])); x.grad
         tensor([3.0000, 1.5000])
         """
-        grads = _seed_gradients([self], None if gradient is None else [gradient])
         retain = create_graph if retain_graph is None else retain_graph
-        touched = run_backward([self], grads, retain_graph=retain, create_graph=create_graph)
+        if Replay.enabled and not Replay.busy and gradient is None and not create_graph:
+            touched = replay.backward(self, retain, _backward_now)
+        else:
+            touched = _backward_now(self, gradient, retain, create_graph)
         _realize([self._node, *(t._node for t in touched)])
 
     # realization ----------------------------------------------------------------------------------
     def _value(self) -> np.ndarray:
+        if Replay.busy:
+            replay.value_read()
         node = self._cell.node
         if not node.realized:
             _realize([node])
@@ -1697,6 +1710,12 @@ def _logical(op_name, a, b):
     return _apply(OPS[op_name], (a, b))
 
 
+def _backward_now(root, gradient, retain, create_graph):
+    """Walk the recorded functions from `root`; the leaves whose `.grad` changed."""
+    grads = _seed_gradients([root], None if gradient is None else [gradient])
+    return run_backward([root], grads, retain_graph=retain, create_graph=create_graph)
+
+
 def _seed_gradients(outputs, grad_outputs):
     grads = []
     for k, out in enumerate(outputs):
@@ -1795,8 +1814,15 @@ def _apply(op: Op, operands, arg=None, name=None, positions=None) -> Tensor:
     """Run `op` on `operands` (tensors and Python numbers) and record it for autograd if needed.
 
     `positions` lists the operands that appear in `grad_fn.next_functions` (default: all), `name`
-    overrides the grad_fn name where torch names a variant differently (`RsubBackward1`).
+    overrides the grad_fn name where torch names a variant differently (`RsubBackward1`). A call a loop
+    repeats is replayed from its captured template (see replay.py).
     """
+    if Replay.enabled and not Replay.busy:
+        return replay.call(op, operands, arg, name, positions, _compute)
+    return _compute(op, operands, arg, name, positions)
+
+
+def _compute(op: Op, operands, arg=None, name=None, positions=None) -> Tensor:
     if op.kind == "elementwise":
         compute, result = _compute_dtypes(op, operands)
         if compute is bool_:

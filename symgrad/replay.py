@@ -1,0 +1,574 @@
+"""Replay: a loop that repeats the same calls skips the Python work of building their graph.
+
+What user code does between two realizations is a *segment*: a sequence of recorded calls (`_apply`,
+including the ones the backward walk makes) ended by a flush (`_realize`). Each call is described by a
+*guard*: the op, its Python arguments, and for every operand what the graph depends on (shape, dtype
+and strides of a buffer, or which earlier call of the segment made it, and its autograd state). The
+guards of successive calls are a path in a trie.
+
+- The first time a path is walked its calls run normally and the trie remembers their guards.
+- The second time the calls still run normally, and the new graph of each is captured as a *template*:
+  nodes described relative to the call's operands and to the nodes of earlier calls. The flush captures
+  the compiled plan, and where its input buffers, runtime scalars and results come from.
+- From then on a call whose guard matches builds its nodes straight from the template (no promotion,
+  broadcasting, hash-consing or composite forward code), and the flush runs the captured plan without
+  walking the graph or computing its structural key.
+
+A replayed call builds an ordinary graph, node for node the one the call would have built. So a guard
+that does not match just runs that call normally, and the segment goes on unreplayed until the next
+flush: nothing a user can observe depends on whether a call was replayed. `SYMGRAD_REPLAY=0` turns
+replay off.
+
+>>> import symgrad
+>>> w = symgrad.ones(2, requires_grad=True)
+>>> for step in range(4):
+...     (w * w).sum().backward()
+...     with symgrad.no_grad():
+...         w -= 0.25 * w.grad
+...         w.grad = None
+>>> w
+tensor([0.0625, 0.0625], requires_grad=True)
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import tensor as _tensor
+from .autograd import AccumulateGrad, GradMode, _topological
+from .graph import Node
+from .schedule import MOVEMENT, plan_for, resolve_views
+
+# NOTE: a segment this long is not tracked further: its templates would hold every node it made alive.
+MAX_CALLS = 4096
+# NOTE: a program that never repeats itself grows the trie without end; past this size it starts over.
+MAX_STEPS = 50_000
+# How many times a path is walked before its templates are captured (the third walk replays).
+CAPTURE_ON_VISIT = 2
+
+
+class Replay:
+    """Process-wide replay state (like GradMode): the trie of guards and the segment in progress."""
+
+    enabled = os.environ.get("SYMGRAD_REPLAY", "1") != "0"
+    busy = False  # a call is running normally: the calls it makes are part of it
+    root = None
+    steps = 0
+    segment = None
+    replayed_calls = 0
+    replayed_flushes = 0
+
+
+class _Step:
+    """A trie node: the guards that followed this point, and the template of the call that led here."""
+
+    __slots__ = ("next", "template", "visits", "flushes")
+
+    def __init__(self):
+        self.next: dict = {}
+        self.template = None
+        self.visits = 0
+        self.flushes: dict = {}
+
+
+# References in templates are integers: r >= 0 is position r of the segment's node list (every node its
+# calls built and every outside value they used, in order), r < 0 is operand ~r of the call itself.
+class _CallTemplate:
+    """The nodes one call builds: (op, input references, arg, shape, dtype, pending size, float operand
+    giving arg or None, the node itself if it is a constant) each, the reference of its result, and what its floats must satisfy."""
+
+    __slots__ = ("entries", "out", "records", "exact", "links")
+
+    def __init__(self, entries, out, records, exact, links):
+        self.entries, self.out = entries, out
+        self.records = records  # whether the call records a backward function
+        self.exact = exact  # float operands whose values the template baked in: ((k, value), ...)
+        self.links = links  # runtime scalars shared with earlier calls: ((reference, operand), ...)
+
+
+class _BackwardTemplate:
+    """A captured backward walk: its gradient graph, and per leaf reached (by its index among the
+    segment's gradient sinks) how `.grad` was before and the reference of its new value."""
+
+    __slots__ = ("entries", "effects", "exact", "walked", "freed", "floats")
+
+    def __init__(self, entries, effects, exact):
+        self.entries, self.effects, self.exact = entries, effects, exact
+        self.walked = self.freed = self.floats = ()
+
+
+class _FlushTemplate:
+    """A captured flush: the plan and where its targets, input buffers and runtime scalars come from."""
+
+    __slots__ = ("plan", "targets", "leaves", "scalars", "views")
+
+    def __init__(self, plan, targets, leaves, scalars, views):
+        self.plan, self.targets, self.leaves, self.scalars, self.views = plan, targets, leaves, scalars, views
+
+
+class _Segment:
+    """The calls since the last flush: where they are in the trie and every node they made."""
+
+    __slots__ = ("step", "count", "tracking", "has_nodes", "flat", "known", "outputs", "external_index",
+                 "fns", "fn_index", "accs", "acc_index", "floats")
+
+    def __init__(self, root):
+        self.step = root
+        self.count = 0  # calls so far
+        self.tracking = True  # guards are computed and the trie followed
+        self.has_nodes = True  # every call so far was replayed or captured, so templates can refer to it
+        self.flat: list[Node] = []  # what references >= 0 point at
+        self.known: dict[int, int] = {}  # id(node) -> its position in `flat`
+        self.outputs: dict[int, int] = {}  # id(node) -> the call whose result it is
+        self.external_index: dict[int, int] = {}  # id(node) -> order of first use, for outside values
+        self.fns: dict = {}  # call number -> the backward function it recorded
+        self.fn_index: dict[int, int] = {}
+        self.accs: list = []  # gradient sinks of leaves the calls used
+        self.acc_index: dict[int, int] = {}
+        self.floats: list = []  # (call, operand, value) of every float operand
+
+    # -- guards -------------------------------------------------------------------------------------
+    def guard(self, op, operands, arg, name, positions):
+        """The hashable description of this call that its template depends on, or None if unsupported."""
+        parts = [op.name, arg, name, positions, GradMode.enabled, GradMode.in_backward]
+        Tensor = _tensor.Tensor
+        for o in operands:
+            if isinstance(o, Tensor):
+                part = self._describe(o)
+                if part is None:
+                    return None
+            elif o is None:
+                part = None
+            elif isinstance(o, (bool, np.bool_)):
+                part = ("b", bool(o))
+            elif isinstance(o, (int, np.integer)):
+                part = ("i", int(o))
+            elif isinstance(o, (float, np.floating)):
+                part = "f"  # a runtime scalar: its value is not part of the guard
+                self.floats.append((self.count, len(parts), float(o)))
+            else:
+                return None
+            parts.append(part)
+        return tuple(parts)
+
+    def _where(self, node):
+        """Which call made `node`, or which value from before the segment it is (None: neither)."""
+        call = self.outputs.get(id(node))
+        if call is not None:
+            return call
+        q = self.external_index.get(id(node))
+        if q is not None:
+            return "x", q
+        layout = _external_layout(node)
+        if layout is None:
+            return None
+        q = self.external_index[id(node)] = len(self.external_index)
+        if self.has_nodes:
+            self.known[id(node)] = len(self.flat)
+            self.flat.append(node)
+        return "x", q, layout
+
+    def _describe(self, t):
+        where = self._where(t._cell.node)
+        if where is None:
+            return None
+        fn = t._grad_node
+        if fn is None:
+            grad = None
+        else:
+            grad = self.fn_index.get(id(fn))
+            if grad is None:
+                if type(fn) is not AccumulateGrad:
+                    return None  # history from before the segment: its backward is not ours to replay
+                a = self.acc_index.get(id(fn))
+                if a is None:
+                    a = self.acc_index[id(fn)] = len(self.accs)
+                    self.accs.append(fn)
+                grad = ("a", a)
+        if t._output_nr:
+            return None
+        return where, grad
+
+    def note_result(self, index, out):
+        node = out._cell.node
+        if id(node) not in self.outputs and id(node) not in self.external_index:
+            self.outputs[id(node)] = index
+        fn = out._grad_node
+        if fn is not None and id(fn) not in self.fn_index and type(fn) is not AccumulateGrad:
+            self.fn_index[id(fn)] = index
+            self.fns[index] = fn
+
+    # -- capture --------------------------------------------------------------------------------------
+    def _capture(self, roots, named, scalar_source):
+        """Template entries for the graph under `roots` that `named` (operands) and earlier calls do not
+        name, inputs first; their nodes join `flat`. None if the graph reaches an unnamed buffer."""
+        known, flat = self.known, self.flat
+        entries, nodes, local = [], [], {}
+        base = len(flat)
+
+        def ref(node):
+            r = named.get(id(node))
+            if r is None:
+                r = local.get(id(node))
+            if r is None:
+                r = known.get(id(node))
+            return r
+
+        for root in roots:
+            stack = [(root, False)]
+            while stack:
+                node, expanded = stack.pop()
+                if not expanded:
+                    if ref(node) is None:
+                        stack.append((node, True))
+                        stack.extend((child, False) for child in reversed(node.inputs))
+                    continue
+                if id(node) in local:
+                    continue
+                if node.buffer is not None:
+                    return None
+                source = scalar_source(node) if node.op == "SCALAR" else None
+                # NOTE: constants are reused, not rebuilt: hash-consing gives calls run normally these
+                # same objects, so a graph mixing replayed and normal calls keeps its usual structure
+                pin = node if _constant_structure(node, 0) is not None else None
+                local[id(node)] = base + len(entries)
+                entries.append((node.op, tuple(ref(child) for child in node.inputs), node.arg, node.shape,
+                                node.dtype, node.pending_size, source, pin))
+                nodes.append(node)
+        for k, node in enumerate(nodes):
+            known[id(node)] = base + k
+        flat.extend(nodes)
+        return tuple(entries), ref
+
+    def capture(self, operands, operand_nodes, out):
+        """The template of a call from the graph it just built, or None."""
+        Tensor = _tensor.Tensor
+        named = {}
+        for k, node in enumerate(operand_nodes):
+            if node is not None:
+                named.setdefault(id(node), ~k)
+        floats = [(k, float(o)) for k, o in enumerate(operands)
+                  if isinstance(o, (float, np.floating)) and not isinstance(o, Tensor)]
+        exact = False
+
+        def scalar_source(node):
+            nonlocal exact
+            matches = [k for k, v in floats if v == node.arg]
+            exact = exact or len(matches) != 1
+            return matches[0] if matches else None
+
+        # NOTE: a runtime scalar hash-consing shared with an earlier call stays shared in the replayed
+        # graph, so this call's value must keep equalling it
+        links = {}
+        for node in _scalars_below(out._cell.node, named):
+            r = self.known.get(id(node))
+            if r is not None:
+                source = next((k for k, v in floats if v == node.arg), None)
+                links[r] = source
+                exact = exact or source is None
+        captured = self._capture([out._cell.node], named, scalar_source)
+        if captured is None:
+            return None
+        entries, ref = captured
+        return _CallTemplate(entries, ref(out._cell.node), out._grad_node is not None,
+                             tuple(floats) if exact else (), tuple(links.items()))
+
+    def capture_backward(self, touched, pre):
+        """The template of a backward walk from its effects: the gradient graphs now in the leaves'
+        `.grad`, whether each was created or accumulated into."""
+        effects = []
+        owner = {id(acc.variable._grad): a for a, acc in enumerate(self.accs)}
+        for grad in touched:
+            a = owner.get(id(grad))
+            if a is None or a in [e[0] for e in effects]:
+                return None  # a retained gradient of a non-leaf
+            before_tensor, before_node = pre[a]
+            before_where = None
+            if before_tensor is not None:
+                before_where = self._where(before_node)
+                if before_where is None or grad is not before_tensor:
+                    return None
+            effects.append((a, before_where, grad._cell.node))
+        exact = False
+
+        def scalar_source(node):
+            # NOTE: a runtime scalar a vjp made from a forward value (pow's exponent - 1) is baked in:
+            # the segment's float operands are then checked to be unchanged
+            nonlocal exact
+            exact = True
+            return None
+
+        captured = self._capture([node for _, _, node in effects], {}, scalar_source)
+        if captured is None:
+            return None
+        entries, ref = captured
+        return _BackwardTemplate(entries, tuple((a, before, ref(node)) for a, before, node in effects), exact)
+
+    # -- replay -----------------------------------------------------------------------------------------
+    def matches(self, template, operands):
+        for k, value in template.exact:
+            if float(operands[k]) != value:
+                return False
+        flat = self.flat
+        for r, k in template.links:
+            if k is None or float(operands[k]) != flat[r].arg:
+                return False
+        return True
+
+    def build(self, entries, operand_nodes, operands):
+        """Append the nodes of `entries` to `flat`."""
+        flat, known, raw = self.flat, self.known, Node.raw
+        for op, refs, arg, shape, dtype, pending, source, pin in entries:
+            if pin is not None and pin.buffer is None:
+                node = pin
+            else:
+                inputs = tuple([flat[r] if r >= 0 else operand_nodes[~r] for r in refs])
+                if source is not None:
+                    arg = float(operands[source])
+                node = raw(op, inputs, arg, shape, dtype, pending)
+            known[id(node)] = len(flat)
+            flat.append(node)
+
+    # -- flush ------------------------------------------------------------------------------------------
+    def flush_key(self, nodes, cells):
+        """What a flush depends on: references of the requested values, and of the pending in-place
+        updates among this segment's values (others cannot be in its graph)."""
+        known = self.known
+        requested = []
+        for node in nodes:
+            if node.buffer is None:
+                r = known.get(id(node))
+                if r is None:
+                    return None
+                requested.append(r)
+        updated = frozenset(r for r in (known.get(id(c.node)) for c in cells if c.node.buffer is None)
+                            if r is not None)
+        return tuple(requested), updated
+
+
+def _scalars_below(root, named):
+    """The runtime-scalar nodes in the pending graph under `root` (stopping at operands)."""
+    found, seen, stack = [], set(), [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or id(node) in named or node.buffer is not None:
+            continue
+        seen.add(id(node))
+        if node.op == "SCALAR":
+            found.append(node)
+        stack.extend(node.inputs)
+    return found
+
+
+def _external_layout(node):
+    """What a value from outside the segment contributes to the graph: a buffer's layout, or the whole
+    structure of a pending constant (a zeroed gradient); None for anything else."""
+    if node.buffer is not None:
+        return "buffer", node.shape, node.dtype, node.strides
+    return _constant_structure(node, 0)
+
+
+def _constant_structure(node, depth):
+    if depth > 6 or node.buffer is not None:
+        return None
+    if node.op == "CONST":
+        return "CONST", node.arg, node.dtype
+    if node.op in ("EXPAND", "RESHAPE", "CAST", "PERMUTE"):
+        inner = _constant_structure(node.inputs[0], depth + 1)
+        return None if inner is None else (node.op, node.arg, node.shape, node.dtype, inner)
+    return None
+
+
+def _new_segment():
+    if Replay.root is None or Replay.steps > MAX_STEPS:
+        Replay.root, Replay.steps = _Step(), 0
+    Replay.segment = _Segment(Replay.root)
+    return Replay.segment
+
+
+# -- entry points (called by tensor.py) -------------------------------------------------------------
+def call(op, operands, arg, name, positions, compute):
+    """Run `compute(op, operands, arg, name, positions)`, or replay it."""
+    segment = Replay.segment or _new_segment()
+    if not segment.tracking:
+        return _run(segment, compute, op, operands, arg, name, positions)
+    number = segment.count
+    key = segment.guard(op, operands, arg, name, positions)
+    if key is None or number > MAX_CALLS:
+        segment.tracking = False
+        return _run(segment, compute, op, operands, arg, name, positions)
+    step = segment.step
+    try:
+        child = step.next.get(key)
+    except TypeError:  # an unhashable argument
+        segment.tracking = False
+        return _run(segment, compute, op, operands, arg, name, positions)
+    Tensor = _tensor.Tensor
+    operand_nodes = [o._cell.node if isinstance(o, Tensor) else None for o in operands]
+    template = child.template if child is not None else None
+    if template is not None and segment.has_nodes and segment.matches(template, operands):
+        segment.build(template.entries, operand_nodes, operands)
+        r = template.out
+        out = Tensor._wrap(segment.flat[r] if r >= 0 else operand_nodes[~r])
+        if template.records:
+            _tensor._record(op, operands, out, arg, name,
+                            positions if positions is not None else tuple(range(len(operands))))
+        Replay.replayed_calls += 1
+    else:
+        out = _run(segment, compute, op, operands, arg, name, positions)
+        if Replay.segment is not segment or not segment.tracking:
+            return out  # it flushed or read values midway: this segment is over
+        if not isinstance(out, Tensor) or any(out is o for o in operands):
+            segment.tracking = False
+            return out
+        if child is None:
+            child = step.next[key] = _Step()
+            Replay.steps += 1
+        if segment.has_nodes and child.visits + 1 >= CAPTURE_ON_VISIT and child.template is None:
+            template = segment.capture(operands, operand_nodes, out)
+            if template is None:
+                segment.has_nodes = False
+            else:
+                child.template = template
+        else:
+            segment.has_nodes = False
+    child.visits += 1
+    segment.step = child
+    segment.count += 1
+    segment.note_result(number, out)
+    return out
+
+
+def backward(root, retain, backward_now):
+    """`root.backward()` (seeded with ones, no create_graph): the gradients that changed."""
+    segment = Replay.segment or _new_segment()
+    described = segment._describe(root) if segment.tracking else None
+    if described is None or not isinstance(described[1], int):
+        # not a walk over this segment's calls: run it with its calls tracked one by one
+        return backward_now(root, None, retain, False)
+    key = ("backward", described, retain)
+    step = segment.step
+    child = step.next.get(key)
+    template = child.template if child is not None else None
+    if template is not None and segment.has_nodes and _backward_matches(segment, template):
+        touched = _replay_backward(segment, template)
+        Replay.replayed_calls += 1
+    else:
+        pre = [(g, None if g is None else g._cell.node) for g in (acc.variable._grad for acc in segment.accs)]
+        fns = segment.fns
+        alive = {i: fn.saved is not None for i, fn in fns.items()}
+        touched = _run(segment, backward_now, root, None, retain, False)
+        if Replay.segment is not segment or not segment.tracking:
+            return touched
+        if child is None:
+            child = step.next[key] = _Step()
+            Replay.steps += 1
+        template = None
+        if segment.has_nodes and child.visits + 1 >= CAPTURE_ON_VISIT and child.template is None:
+            template = segment.capture_backward(touched, pre)
+            walked = [segment.fn_index.get(id(fn)) for fn in _topological([root._grad_node])
+                      if type(fn) is not AccumulateGrad]
+            if template is not None and None not in walked:
+                template.walked = tuple(walked)
+                template.freed = tuple(i for i, was in alive.items() if was and fns[i].saved is None)
+                template.floats = tuple(segment.floats) if template.exact else ()
+                if not any(fns[i]._retained is not None for i in walked):
+                    child.template = template
+        if child.template is not template or template is None:
+            segment.has_nodes = False
+    child.visits += 1
+    segment.step = child
+    segment.count += 1
+    return touched
+
+
+def _backward_matches(segment, template):
+    fns = segment.fns
+    for i in template.walked:
+        if fns[i]._retained is not None:
+            return False
+    for i in template.freed:
+        if fns[i].saved is None:
+            return False
+    for a, before, _ in template.effects:
+        grad = segment.accs[a].variable._grad
+        if (grad is None) != (before is None):
+            return False
+        if grad is not None and segment._where(grad._cell.node) != before:
+            return False
+    return not template.exact or template.floats == tuple(segment.floats)
+
+
+def _replay_backward(segment, template):
+    segment.build(template.entries, (), ())
+    flat = segment.flat
+    touched = []
+    for a, before, r in template.effects:
+        leaf = segment.accs[a].variable
+        if before is None:
+            leaf._grad = _tensor.Tensor._wrap(flat[r])
+        else:
+            leaf._grad._assign(flat[r])
+        touched.append(leaf._grad)
+    fns = segment.fns
+    for i in template.freed:
+        fns[i].saved = None
+    return touched
+
+
+def _run(segment, compute, *args):
+    Replay.busy = True
+    try:
+        return compute(*args)
+    except BaseException:
+        segment.tracking = False
+        raise
+    finally:
+        Replay.busy = False
+
+
+def value_read():
+    """A call read tensor values (its graph depends on data): the segment is not replayable."""
+    if Replay.segment is not None:
+        Replay.segment.tracking = False
+
+
+def flush(nodes, cells, realize_now) -> None:
+    """Compute `nodes` (a realization), by the captured plan when this segment was seen before."""
+    segment = Replay.segment
+    _new_segment()
+    if Replay.busy or segment is None or not segment.tracking or not segment.has_nodes:
+        if segment is not None:
+            segment.tracking = False
+        realize_now(nodes, cells)
+        return
+    key = segment.flush_key(nodes, cells)
+    if key is None:
+        realize_now(nodes, cells)
+        return
+    step = segment.step
+    template = step.flushes.get(key)
+    flat = segment.flat
+    if template is not None:
+        resolve_views([flat[r] for r in template.views])
+        template.plan.run([flat[r] for r in template.targets], [flat[r] for r in template.leaves],
+                          [flat[r] for r in template.scalars])
+        Replay.replayed_flushes += 1
+        return
+    moves = [(r, node) for r, node in enumerate(flat) if node.op in MOVEMENT and node.buffer is None]
+    found = plan_for(nodes, [c.node for c in cells])
+    if found is None:
+        return
+    plan, targets, leaves, scalars = found
+    views = tuple(r for r, node in moves if node.buffer is not None)
+    known = segment.known
+    refs = [tuple(known.get(id(n)) for n in group) for group in (targets, leaves, scalars)]
+    if all(r is not None for group in refs for r in group):
+        step.flushes[key] = _FlushTemplate(plan, *refs, views)
+    plan.run(targets, leaves, scalars)
+
+
+def stats() -> dict:
+    """How much was replayed so far (for tests and benchmarks)."""
+    return {"calls": Replay.replayed_calls, "flushes": Replay.replayed_flushes, "trie": Replay.steps}
