@@ -19,6 +19,7 @@ array(6., dtype=float32)
 from __future__ import annotations
 
 import math
+import sys
 
 import sympy
 
@@ -38,6 +39,8 @@ PROGRAM_CACHE_LIMIT = 512
 # NOTE: a fused body grows with every op it inlines, and SymPy's work on it grows faster than that;
 # past this many inlined nodes an intermediate value is stored and loaded instead.
 MAX_FUSED_NODES = 40
+# A plan keeps this many result blocks of earlier runs for reuse (a training loop cycles through ~3).
+BLOCKS_KEPT = 4
 
 
 class _ProgramCache:
@@ -262,11 +265,23 @@ class _Plan:
             self.fresh[pos] = (block_size, count * ITEMSIZE[dtype], NUMPY_DTYPE[dtype], contiguous_strides(shape))
             block_size += -(-max(count, 1) * ITEMSIZE[dtype] // 64) * 64  # 64-byte aligned
         self.block_size = block_size
+        self.blocks: list = []  # (block, its address): earlier runs' blocks, reused once unreferenced
+
+    def _block(self):
+        # NOTE: a block is free when nothing but this list refers to it (every result carved from it has
+        # died). Reusing it avoids the page faults that fresh memory costs at every step of a loop.
+        for entry in self.blocks:
+            if sys.getrefcount(entry[0]) == 2:
+                return entry
+        block = np.empty(self.block_size, np.uint8)
+        entry = (block, block.ctypes.data)
+        if len(self.blocks) < BLOCKS_KEPT:
+            self.blocks.append(entry)
+        return entry
 
     def run(self, targets, leaves, scalars):
         addresses = [leaf.buffer.address + leaf.offset * ITEMSIZE[leaf.dtype] for leaf in leaves]
-        block = np.empty(self.block_size, np.uint8)
-        base = block.ctypes.data
+        block, base = self._block()
         addresses += [fixed if fixed is not None else base + offset for fixed, offset in self.slots]
         self.native(addresses, [n.arg for n in scalars])
         fresh = self.fresh
