@@ -49,6 +49,7 @@ def linear(input, weight, bias=None):
     """input @ weight.T + bias; on a matrix with a bias, one AddmmBackward0 as in torch.
 
     >>> import symgrad
+    >>> import symgrad.nn.functional as F
     >>> F.linear(symgrad.ones(1, 2), symgrad.ones(3, 2), symgrad.zeros(3))
     tensor([[2., 2., 2.]])
     """
@@ -93,6 +94,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     """Rows of `weight` picked by the int64 `input` (EmbeddingBackward0; no gradient at padding_idx).
 
     >>> import symgrad
+    >>> import symgrad.nn.functional as F
     >>> F.embedding(symgrad.tensor([1, 1]), symgrad.tensor([[0.0, 1.0], [2.0, 3.0]]))
     tensor([[2., 3.],
             [2., 3.]])
@@ -130,6 +132,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Normalize over the last dimensions `normalized_shape` (NativeLayerNormBackward0).
 
     >>> import symgrad
+    >>> import symgrad.nn.functional as F
     >>> F.layer_norm(symgrad.tensor([[1.0, 3.0]]), (2,))
     tensor([[-1.0000,  1.0000]])
     """
@@ -172,6 +175,7 @@ def leaky_relu(input, negative_slope: float = 0.01, inplace: bool = False):
     """x where x > 0, else negative_slope * x (LeakyReluBackward0).
 
     >>> import symgrad
+    >>> import symgrad.nn.functional as F
     >>> F.leaky_relu(symgrad.tensor([-2.0, 3.0]), 0.5)
     tensor([-1.,  3.])
     """
@@ -183,6 +187,7 @@ def gelu(input, approximate: str = "none"):
     """x * Phi(x), exactly with erf or with torch's tanh approximation (GeluBackward0).
 
     >>> import symgrad
+    >>> import symgrad.nn.functional as F
     >>> F.gelu(symgrad.tensor([0.0, 1.0]))
     tensor([0.0000, 0.8413])
     """
@@ -230,6 +235,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "me
     """Mean (or sum, or each) of (input - target)^2 (MseLossBackward0).
 
     >>> import symgrad
+    >>> import symgrad.nn.functional as F
     >>> F.mse_loss(symgrad.tensor([1.0, 2.0]), symgrad.tensor([0.0, 0.0]), reduction="sum")
     tensor(5.)
     """
@@ -307,6 +313,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = 
     """-input[n, target[n]] (weighted), averaged over the weights of the non-ignored targets.
 
     >>> import symgrad
+    >>> import symgrad.nn.functional as F
     >>> F.nll_loss(symgrad.tensor([[-1.0, -2.0], [-3.0, -4.0]]), symgrad.tensor([1, 0]))
     tensor(2.5000)
     """
@@ -342,6 +349,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index: i
     class probabilities; with label smoothing mixed towards the uniform distribution, as in torch.
 
     >>> import symgrad
+    >>> import symgrad.nn.functional as F
     >>> x = symgrad.tensor([[0.0, 0.0]], requires_grad=True)
     >>> F.cross_entropy(x, symgrad.tensor([1]))
     tensor(0.6931, grad_fn=<NllLossBackward0>)
@@ -407,6 +415,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     forward midway); they give nan.
 
     >>> import symgrad
+    >>> import symgrad.nn.functional as F
     >>> F.binary_cross_entropy(symgrad.tensor([0.5]), symgrad.tensor([1.0]))
     tensor(0.6931)
     """
@@ -424,6 +433,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     """binary_cross_entropy(sigmoid(x), t) computed stably from the logits x (finite for any x).
 
     >>> import symgrad
+    >>> import symgrad.nn.functional as F
     >>> F.binary_cross_entropy_with_logits(symgrad.tensor([200.0, -200.0]), symgrad.tensor([0.0, 1.0]))
     tensor(200.)
     """
