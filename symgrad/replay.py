@@ -78,10 +78,11 @@ class _CallTemplate:
     """The nodes one call builds: (op, input references, arg, shape, dtype, pending size, float operand
     giving arg or None, the node itself if it is a constant) each, the reference of its result, and what its floats must satisfy."""
 
-    __slots__ = ("entries", "out", "records", "exact", "links")
+    __slots__ = ("entries", "out", "records", "exact", "links", "checked")
 
     def __init__(self, entries, out, records, exact, links):
         self.entries, self.out = entries, out
+        self.checked = bool(exact or links)
         self.records = records  # whether the call records a backward function
         self.exact = exact  # float operands whose values the template baked in: ((k, value), ...)
         self.links = links  # runtime scalars shared with earlier calls: ((reference, operand), ...)
@@ -133,11 +134,18 @@ class _Segment:
         """The hashable description of this call that its template depends on, or None if unsupported."""
         parts = [op.name, arg, name, positions, GradMode.enabled, GradMode.in_backward]
         Tensor = _tensor.Tensor
+        outputs, fn_index = self.outputs, self.fn_index
         for o in operands:
             if isinstance(o, Tensor):
-                part = self._describe(o)
-                if part is None:
-                    return None
+                # the common case inline: the result of an earlier call, with its recorded function or none
+                call = outputs.get(id(o._cell.node))
+                fn = o._grad_node
+                if call is not None and not o._output_nr and (fn is None or id(fn) in fn_index):
+                    part = call, (None if fn is None else fn_index[id(fn)])
+                else:
+                    part = self._describe(o)
+                    if part is None:
+                        return None
             elif o is None:
                 part = None
             elif isinstance(o, (bool, np.bool_)):
@@ -407,14 +415,25 @@ def call(op, operands, arg, name, positions, compute):
     Tensor = _tensor.Tensor
     operand_nodes = [o._cell.node if isinstance(o, Tensor) else None for o in operands]
     template = child.template if child is not None else None
-    if template is not None and segment.has_nodes and segment.matches(template, operands):
+    if template is not None and segment.has_nodes and (
+            not template.checked or segment.matches(template, operands)):
         segment.build(template.entries, operand_nodes, operands)
         r = template.out
-        out = Tensor._wrap(segment.flat[r] if r >= 0 else operand_nodes[~r])
+        node = segment.flat[r] if r >= 0 else operand_nodes[~r]
+        out = Tensor._wrap(node)
         if template.records:
             _tensor._record(op, operands, out, arg, name,
                             positions if positions is not None else tuple(range(len(operands))))
+            fn = out._grad_node
+            segment.fn_index[id(fn)] = number
+            segment.fns[number] = fn
+        if id(node) not in segment.outputs and id(node) not in segment.external_index:
+            segment.outputs[id(node)] = number
         Replay.replayed_calls += 1
+        child.visits += 1
+        segment.step = child
+        segment.count += 1
+        return out
     else:
         out = _run(segment, compute, op, operands, arg, name, positions)
         if Replay.segment is not segment or not segment.tracking:

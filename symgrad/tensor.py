@@ -1270,10 +1270,10 @@ class Tensor:
         if check_leaf and self.is_leaf and self.requires_grad and GradMode.enabled:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
         result = result_fn()
-        if tuple(result.shape) != tuple(self.shape):
+        if result._cell.node.shape != self._cell.node.shape:
             raise RuntimeError(f"output with shape [{', '.join(map(str, self.shape))}] doesn't match the broadcast "
                                f"shape [{', '.join(map(str, result.shape))}]")
-        if result.dtype is not self.dtype:
+        if result._cell.node.dtype != self._cell.node.dtype:
             if _ORDER[result.dtype.name] > _ORDER[self.dtype.name] and (
                     result.dtype.category > self.dtype.category):
                 raise RuntimeError(f"result type {_TORCH_NAMES[result.dtype.name]} can't be cast to the desired "
