@@ -363,3 +363,21 @@ def test_a_failed_add_param_group_changes_nothing():
     with pytest.raises(ValueError):
         optimizer.add_param_group({"params": [q, p]})
     assert len(optimizer.param_groups) == 1
+
+
+@oracle
+def test_scheduler_step_before_optimizer_step_warns_like_torch():
+    import warnings
+
+    def caught(lib, optimizer_first):
+        optimizer = lib.optim.SGD([lib.nn.Parameter(lib.ones(1))], lr=0.1)
+        scheduler = lib.optim.lr_scheduler.StepLR(optimizer, 2)
+        with warnings.catch_warnings(record=True) as records:
+            warnings.simplefilter("always")
+            if optimizer_first:
+                optimizer.step()
+            scheduler.step()
+        return [str(r.message) for r in records]
+
+    for optimizer_first in (False, True):
+        assert caught(symgrad, optimizer_first) == caught(torch, optimizer_first)
