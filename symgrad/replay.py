@@ -132,6 +132,10 @@ class _Segment:
     # -- guards -------------------------------------------------------------------------------------
     def guard(self, op, operands, arg, name, positions):
         """The hashable description of this call that its template depends on, or None if unsupported."""
+        if isinstance(arg, float):
+            # NOTE: a float argument (add's alpha) is a runtime scalar like a float operand
+            self.floats.append((self.count, -1, arg))
+            arg = "f"
         parts = [op.name, arg, name, positions, GradMode.enabled, GradMode.in_backward]
         Tensor = _tensor.Tensor
         outputs, fn_index = self.outputs, self.fn_index
@@ -414,10 +418,12 @@ def call(op, operands, arg, name, positions, compute):
         return _run(segment, compute, op, operands, arg, name, positions)
     Tensor = _tensor.Tensor
     operand_nodes = [o._cell.node if isinstance(o, Tensor) else None for o in operands]
+    # the values runtime scalars may come from: the operands, then a float argument
+    values = (*operands, arg) if isinstance(arg, float) else operands
     template = child.template if child is not None else None
     if template is not None and segment.has_nodes and (
-            not template.checked or segment.matches(template, operands)):
-        segment.build(template.entries, operand_nodes, operands)
+            not template.checked or segment.matches(template, values)):
+        segment.build(template.entries, operand_nodes, values)
         r = template.out
         node = segment.flat[r] if r >= 0 else operand_nodes[~r]
         out = Tensor._wrap(node)
@@ -445,7 +451,7 @@ def call(op, operands, arg, name, positions, compute):
             child = step.next[key] = _Step()
             Replay.steps += 1
         if segment.has_nodes and child.visits + 1 >= CAPTURE_ON_VISIT and child.template is None:
-            template = segment.capture(operands, operand_nodes, out)
+            template = segment.capture(values, operand_nodes, out)
             if template is None:
                 segment.has_nodes = False
             else:
@@ -491,7 +497,7 @@ def backward(root, retain, backward_now):
             if template is not None and None not in walked:
                 template.walked = tuple(walked)
                 template.freed = tuple(i for i, was in alive.items() if was and fns[i].saved is None)
-                template.floats = tuple(segment.floats) if template.exact else ()
+                template.floats = _floats_of(segment, template.walked) if template.exact else ()
                 if not any(fns[i]._retained is not None for i in walked):
                     child.template = template
         if child.template is not template or template is None:
@@ -516,7 +522,13 @@ def _backward_matches(segment, template):
             return False
         if grad is not None and segment._where(grad._cell.node) != before:
             return False
-    return not template.exact or template.floats == tuple(segment.floats)
+    return not template.exact or template.floats == _floats_of(segment, template.walked)
+
+
+def _floats_of(segment, calls):
+    """The float values the calls numbered `calls` were given (what a baked vjp scalar derives from)."""
+    calls = set(calls)
+    return tuple(f for f in segment.floats if f[0] in calls)
 
 
 def _replay_backward(segment, template):

@@ -152,3 +152,21 @@ def test_every_op_case_replays_to_the_same_bits(case):
                                                  if leaf.grad is not None]
 
     run_twice(step, steps=3)
+
+
+def test_a_float_alpha_changing_every_step_is_a_runtime_value():
+    # optimizers pass per-step values as add's alpha: replay must not bake the first one in
+    state = {}
+
+    def step(k):
+        if k == 0:
+            state["w"] = symgrad.tensor([1.0, -2.0, 3.0], requires_grad=True)
+        w = state["w"]
+        (w * w).sum().backward()
+        with symgrad.no_grad():
+            w.add_(w.grad, alpha=-0.1 * 0.7 ** k)
+            w.grad.zero_()
+        return (w.detach().numpy().copy(),)
+
+    replayed = run_twice(step, steps=8)
+    assert replayed["flushes"] >= 4, replayed
