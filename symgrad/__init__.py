@@ -42,8 +42,8 @@ def _function(name):
 
 add, sub, mul, div, pow, neg, exp, log, sqrt, tanh, sigmoid, relu, abs, sin, cos = map(_function, (
     "add", "sub", "mul", "div", "pow", "neg", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "abs", "sin", "cos"))
-clamp, clip, sign, reciprocal, sum, mean, norm, reshape, clone = map(_function, (
-    "clamp", "clip", "sign", "reciprocal", "sum", "mean", "norm", "reshape", "clone"))
+clamp, clip, sign, reciprocal, sum, mean, norm, reshape, clone, erf = map(_function, (
+    "clamp", "clip", "sign", "reciprocal", "sum", "mean", "norm", "reshape", "clone", "erf"))
 lt, le, gt, ge, eq, ne, numel, flatten, detach = map(_function, (
     "lt", "le", "gt", "ge", "eq", "ne", "numel", "flatten", "detach"))
 mm, bmm, mv, dot, outer, matmul, t, transpose, permute, squeeze, unsqueeze = map(_function, (

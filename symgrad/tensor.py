@@ -764,6 +764,9 @@ class Tensor:
     def exp(self):
         return _apply(OPS["EXP"], (self,))
 
+    def erf(self):
+        return _apply(OPS["ERF"], (self,))
+
     def log(self):
         return _apply(OPS["LOG"], (self,))
 
