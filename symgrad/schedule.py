@@ -182,9 +182,19 @@ class _Plan:
         position = {id(n): k for k, n in enumerate(order)}
         self.target_positions = [position[id(t)] for t in targets]
         forced: set[int] = _cut_long_chains(order, self.target_positions)
+        # A requested transpose of a product used nowhere else is computed transposed by the GEMM itself
+        # (C.T = B.T @ A.T): a weight gradient (x.T @ g).T costs no copy.
+        uses: dict[int, int] = {}
+        for node in order:
+            for child in node.inputs:
+                uses[id(child)] = uses.get(id(child), 0) + 1
+        targets_at = set(self.target_positions)
+        self.folded = {id(n.inputs[0]) for n in order
+                       if _transposes_a_product(n) and position[id(n)] in targets_at
+                       and uses[id(n.inputs[0])] == 1 and position[id(n.inputs[0])] not in targets_at}
         while True:
-            stored = [n for n in order if id(n) in forced or n.op in STORED_OPS
-                      or position[id(n)] in self.target_positions]
+            stored = [n for n in order if id(n) not in self.folded and (
+                id(n) in forced or n.op in STORED_OPS or position[id(n)] in self.target_positions)]
             # Consumers read reductions, products and forced buffers from memory; other stored values
             # (requested elementwise results) are recomputed inside each consumer's loop instead.
             loaded = {id(n) for n in stored if id(n) in forced or n.op in STORED_OPS}
@@ -208,7 +218,7 @@ class _Plan:
         products = []
         level = {}
         for node in stored:
-            if node.op == "MATMUL":
+            if node.op == "MATMUL" or (node.op == "PERMUTE" and id(node.inputs[0]) in self.folded):
                 gemm, depends_on = _gemm(node, slot_of_leaf, slot_of_stored, loaded)
                 level[id(node)] = 1 + max((level[id(d)] for d in depends_on), default=-1)
                 products.append((level[id(node)], gemm))
@@ -447,20 +457,27 @@ def _cut_long_chains(order, target_positions):
     return cut
 
 
+def _transposes_a_product(node):
+    return (node.op == "PERMUTE" and node.arg == (1, 0) and node.inputs[0].op == "MATMUL"
+            and not node.inputs[0].realized)
+
+
 def _gemm(node, slot_of_leaf, slot_of_stored, loaded):
-    """The Gemm computing a MATMUL node, and the stored nodes it reads."""
+    """The Gemm computing a MATMUL node (or the transpose of a 2-D one), and the stored nodes it reads."""
+    transposed = node.op == "PERMUTE"
+    sources = node.inputs[0].inputs[::-1] if transposed else node.inputs
     operands, depends_on = [], []
-    for source in node.inputs:
+    for source in sources:
         found = _strided_buffer(source, slot_of_leaf, slot_of_stored, loaded)
         if found is None or not _is_matrix_layout(found[1][-2:], source.shape[-2:]):
             raise _NeedsBuffer(source)
         slot, strides, base = found
         if base is not None:
             depends_on.append(base)
-        operands.append((slot, strides))
+        operands.append((slot, strides[::-1] if transposed else strides))
     (a_slot, a_strides), (b_slot, b_strides) = operands
-    m, k = node.inputs[0].shape[-2:]
-    n = node.shape[-1]
+    m, n = node.shape[-2:]
+    k = sources[0].shape[-2] if transposed else sources[0].shape[-1]
     c_strides = row_major_strides(node.shape)
     gemm = Gemm(a_slot, b_slot, slot_of_stored[id(node)], m, n, k, tuple(a_strides[-2:]), tuple(b_strides[-2:]),
                 tuple(node.shape[:-2]), tuple(a_strides[:-2]), tuple(b_strides[:-2]), tuple(c_strides[:-2]))
@@ -471,7 +488,9 @@ def _strided_buffer(node, slot_of_leaf, slot_of_stored, loaded):
     """(slot, element strides, stored node or None) if `node` is a buffer seen through movement ops."""
     if node.realized:
         return slot_of_leaf[id(node)], node.strides, None
-    if id(node) in loaded:
+    if id(node) in slot_of_stored:
+        # NOTE: a stored value (a product, or a requested result such as updated weights) is read back
+        # from memory, so `w.t()` of freshly updated weights costs the GEMM a transpose flag, not a copy
         return slot_of_stored[id(node)], row_major_strides(node.shape), node
     if node.op in ("PERMUTE", "EXPAND"):
         inner = _strided_buffer(node.inputs[0], slot_of_leaf, slot_of_stored, loaded)

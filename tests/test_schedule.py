@@ -139,3 +139,27 @@ def test_pending_updates_in_any_order_give_the_same_program():
     assert codegen.compile_count() == before
     assert first._node.realized and second._node.realized
     assert total.item() == 21.0
+
+
+def _kernel_kinds(program):
+    return [type(k).__name__ for k in program.kernels]
+
+
+def test_linear_layer_step_needs_no_transposed_copies():
+    # x @ v.T with v freshly computed reads v through GEMM's transpose flag, and the gradient
+    # (x.T @ g).T is computed transposed by the GEMM itself: two products, no copy kernels
+    symgrad.manual_seed(0)
+    x = symgrad.randn(8, 30)
+    w = symgrad.randn(5, 30)
+    v = (w * 0.5).requires_grad_()  # pending, like weights an optimizer just updated
+    loss = x.mm(v.t()).pow(2).sum()
+    (grad,) = symgrad.autograd.grad(loss, v)
+    plan, *_ = plan_for([loss._node, grad._node, v._node])
+    kinds = _kernel_kinds(plan.program)
+    assert kinds.count("Gemm") == 2, kinds
+    copies = [k for k in plan.program.kernels
+              if type(k).__name__ == "Kernel" and len(k.shape) == 2 and k.stores[0].expr.is_Symbol]
+    assert not copies, copies
+    ours = grad.numpy()
+    vv = 0.5 * w.numpy()
+    np.testing.assert_allclose(ours, (2 * (x.numpy() @ vv.T)).T @ x.numpy(), rtol=1e-4)
