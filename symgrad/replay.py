@@ -38,7 +38,7 @@ import numpy as np
 from . import tensor as _tensor
 from .autograd import AccumulateGrad, GradMode, _topological
 from .graph import Node
-from .schedule import MOVEMENT, plan_for, resolve_views
+from .schedule import MOVEMENT, mark_used, plan_for, resolve_views
 
 # NOTE: a segment this long is not tracked further: its templates would hold every node it made alive.
 MAX_CALLS = 4096
@@ -582,6 +582,7 @@ def flush(nodes, cells, realize_now) -> None:
     template = step.flushes.get(key)
     flat = segment.flat
     if template is not None:
+        mark_used(template.plan)
         resolve_views([flat[r] for r in template.views])
         template.plan.run([flat[r] for r in template.targets], [flat[r] for r in template.leaves],
                           [flat[r] for r in template.scalars])

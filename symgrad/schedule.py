@@ -93,7 +93,14 @@ def plan_for(nodes, store_if_computed=()):
         if len(plans) >= PROGRAM_CACHE_LIMIT:
             plans.pop(next(iter(plans)))  # least recently used: hits move to the end below
     plans[key] = plan
+    plan.key = key
     return plan, targets, leaves, scalars
+
+
+def mark_used(plan) -> None:
+    """Count a run of `plan` that skipped `plan_for` (a replayed flush) as a use, so the cache keeps it."""
+    plans = _ProgramCache.plans
+    plans[plan.key] = plans.pop(plan.key, plan)
 
 
 def _unique(nodes):

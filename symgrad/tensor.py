@@ -1847,11 +1847,10 @@ def _compute(op: Op, operands, arg=None, name=None, positions=None) -> Tensor:
 
 
 def _record(op, operands, out, arg, name, positions):
-    saved = tuple((o._node, o._grad_node) if isinstance(o, Tensor) else o for o in operands)
-    next_functions = tuple(
-        ((operands[p]._grad_node, operands[p]._output_nr) if isinstance(operands[p], Tensor) else (None, 0))
-        for p in positions)
-    fn = backward_class(name or op.grad_fn)(op, saved, out._node, arg, next_functions, positions)
+    saved = tuple([(o._cell.node, o._grad_node) if isinstance(o, Tensor) else o for o in operands])
+    next_functions = tuple([(o._grad_node, o._output_nr) if isinstance(o, Tensor) else (None, 0)
+                            for o in [operands[p] for p in positions]])
+    fn = backward_class(name or op.grad_fn)(op, saved, out._cell.node, arg, next_functions, positions)
     out._grad_node = fn
 
 
