@@ -1307,8 +1307,14 @@ class Tensor:
 
     def fill_(self, value):
         """Set every element to `value` (a number or a one-element tensor)."""
-        return self._inplace(lambda: full_like(self, value) if not isinstance(value, Tensor)
-                             else value.reshape(()).expand(self.shape) + zeros_like(self))
+        if isinstance(value, Tensor):
+            return self._inplace(lambda: value.reshape(()).expand(self.shape) + zeros_like(self))
+        # NOTE: the common `grad.zero_()` of every training step, without building a temporary tensor
+        if self.is_leaf and self.requires_grad and GradMode.enabled:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        node = self._cell.node
+        self._assign(_expand_node(_constant(value, DTYPES[node.dtype]), node.shape))
+        return self
 
     def copy_(self, src):
         return self._inplace(lambda: src.expand(self.shape).to(self.dtype) if isinstance(src, Tensor)
