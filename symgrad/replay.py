@@ -37,11 +37,13 @@ import numpy as np
 
 from . import tensor as _tensor
 from .autograd import AccumulateGrad, GradMode, _topological
-from .graph import Node
+from .graph import Node, pending_postorder
 from .schedule import MOVEMENT, mark_used, plan_for, resolve_views
 
 # NOTE: a segment this long is not tracked further: its templates would hold every node it made alive.
 MAX_CALLS = 4096
+# A pending value from before a segment is described op by op in its guards up to this size.
+MAX_OUTSIDE_NODES = 64
 # NOTE: a program that never repeats itself grows the trie without end; past this size it starts over.
 MAX_STEPS = 50_000
 # How many times a path is walked before its templates are captured (the third walk replays).
@@ -174,12 +176,39 @@ class _Segment:
             return "x", q
         layout = _external_layout(node)
         if layout is None:
-            return None
+            layout = self._pending_structure(node)
+            if layout is None:
+                return None
         q = self.external_index[id(node)] = len(self.external_index)
         if self.has_nodes:
             self.known[id(node)] = len(self.flat)
             self.flat.append(node)
         return "x", q, layout
+
+    def _pending_structure(self, root):
+        """The structure of a pending value from before the segment (`y = 2 * x + 3`, kept for a loop):
+        its ops, with the buffers and runtime scalars under it described as outside values of their own
+        (so a captured flush can bind them). None past MAX_OUTSIDE_NODES nodes."""
+        order = pending_postorder([root])
+        if len(order) > MAX_OUTSIDE_NODES:
+            return None
+        index, entries = {}, []
+        for node in order:
+            if node is not root and node.op == "SCALAR":
+                entries.append(self._where(node))
+            else:
+                refs = []
+                for child in node.inputs:
+                    r = index.get(id(child))
+                    if r is None:
+                        r = self._where(child)  # a buffer
+                        if r is None:
+                            return None
+                    refs.append(r)
+                entries.append((node.op, None if node.op == "SCALAR" else node.arg, node.shape, node.dtype,
+                                tuple(refs)))
+            index[id(node)] = len(entries) - 1
+        return "pending", tuple(entries)
 
     def _describe(self, t):
         where = self._where(t._cell.node)
@@ -374,10 +403,12 @@ def _scalars_below(root, named):
 
 
 def _external_layout(node):
-    """What a value from outside the segment contributes to the graph: a buffer's layout, or the whole
-    structure of a pending constant (a zeroed gradient); None for anything else."""
+    """What a value from outside the segment contributes to the graph: a buffer's layout, a runtime
+    scalar's dtype, or the whole structure of a pending constant (a zeroed gradient); None otherwise."""
     if node.buffer is not None:
         return "buffer", node.shape, node.dtype, node.strides
+    if node.op == "SCALAR":
+        return "SCALAR", node.dtype
     return _constant_structure(node, 0)
 
 

@@ -170,3 +170,27 @@ def test_a_float_alpha_changing_every_step_is_a_runtime_value():
 
     replayed = run_twice(step, steps=8)
     assert replayed["flushes"] >= 4, replayed
+
+
+def test_a_pending_value_from_before_the_loop_is_replayed():
+    # seed 4's `y = 2 * x + 3` is never stored: every step's program recomputes it from x
+    state = {}
+
+    def step(k):
+        if k == 0:
+            symgrad.manual_seed(42)
+            x = symgrad.randn(120, 1)
+            state.update(x=x, y=2 * x + 3 + 0.5, b=symgrad.randn(1, requires_grad=True),
+                         w=symgrad.randn(1, requires_grad=True))
+        x, y, b, w = state["x"], state["y"], state["b"], state["w"]
+        loss = ((y - (b + w * x)) ** 2).mean()
+        loss.backward()
+        with symgrad.no_grad():
+            b -= 0.1 * b.grad
+            w -= 0.1 * w.grad
+        b.grad.zero_()
+        w.grad.zero_()
+        return loss.item(), w.detach().numpy().copy(), b.detach().numpy().copy()
+
+    replayed = run_twice(step, steps=10)
+    assert replayed["flushes"] >= 6, replayed
