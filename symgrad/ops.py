@@ -8,7 +8,8 @@ gradient for each input, written with ordinary tensor operations so that gradien
 by the autograd walk, not by each rule.
 
 A composite entry without a `vjp` gets its gradient for free: the walk differentiates its `forward`.
-Like `derivatives.yaml`, the table reads top to bottom as one list of rules.
+Like `derivatives.yaml`, the table reads top to bottom as one list of rules. A composite `forward` may
+branch on shapes, ints and None, never on a float's value: floats are runtime values (see replay.py).
 
 >>> OPS["MUL"].grad_fn, OPS["MUL"].formula(*sympy.symbols("a b"))
 ('MulBackward0', a*b)
@@ -649,3 +650,8 @@ NN = [
        vjp=_bce_logits_vjp, dtype_rule=KEEP),
 ]
 OPS.update({op.name: op for op in NN})
+
+# An optimizer's update of one tensor, `arg(*operands)` in ordinary ops (floats as operands, so they stay
+# runtime values): recorded as one call, which replay then serves as one template.
+OPS["UPDATE"] = Op("UPDATE", "", "composite", forward=lambda *operands: operands[-1](*operands[:-1]),
+                   differentiable=False)

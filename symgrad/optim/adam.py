@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .._tensor_module import _t
 from ..tensor import no_grad
-from .optimizer import Optimizer, _check, _lerp_, _params_with_grad
+from .optimizer import Optimizer, _check, _params_with_grad, _set, _update
 
 
 def _check_adam(lr, betas, eps, weight_decay):
@@ -61,18 +61,37 @@ class Adam(Optimizer):
                     else:
                         grad = grad.add(p, alpha=weight_decay)
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                _lerp_(exp_avg, grad, 1 - beta1)
-                exp_avg_sq.mul_(beta2).add_(grad * grad, alpha=1 - beta2)
+                # one recorded call per updated tensor (see _update); the ops are torch's, in its order
+                if 1 - beta1 < 0.5:
+                    _set(exp_avg, _update(_lerp_small_weight, exp_avg, grad, 1 - beta1))
+                else:
+                    _set(exp_avg, _update(_lerp_large_weight, exp_avg, grad, 1.0 - (1 - beta1)))
+                _set(exp_avg_sq, _update(_second_moment, exp_avg_sq, grad, beta2, 1 - beta2))
                 step_size = lr / (1 - beta1 ** step)
                 bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+                second = exp_avg_sq
                 if group["amsgrad"]:
-                    largest = state["max_exp_avg_sq"]
-                    largest.copy_(largest.maximum(exp_avg_sq))
-                    denom = largest.sqrt() / bias_correction2_sqrt + eps
-                else:
-                    denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + eps
-                p.add_(exp_avg / denom, alpha=-step_size)
+                    second = state["max_exp_avg_sq"]
+                    second.copy_(second.maximum(exp_avg_sq))
+                _set(p, _update(_adam_step, p, exp_avg, second, bias_correction2_sqrt, eps, -step_size))
         return loss
+
+
+def _lerp_small_weight(t, end, weight):
+    return t.add(end - t, alpha=weight)
+
+
+def _lerp_large_weight(t, end, one_minus_weight):
+    # NOTE: torch's CPU lerp for weight >= 0.5 computes from the end point, for its rounding
+    return end.sub(end - t, alpha=one_minus_weight)
+
+
+def _second_moment(exp_avg_sq, grad, beta2, one_minus_beta2):
+    return (exp_avg_sq * beta2).add(grad * grad, alpha=one_minus_beta2)
+
+
+def _adam_step(p, exp_avg, second, bias_correction2_sqrt, eps, negative_step_size):
+    return p.add(exp_avg / (second.sqrt() / bias_correction2_sqrt + eps), alpha=negative_step_size)
 
 
 class AdamW(Adam):

@@ -22,7 +22,8 @@ from itertools import chain
 import numpy as np
 
 from .._tensor_module import _t
-from ..tensor import Tensor, enable_grad, no_grad
+from ..ops import OPS
+from ..tensor import Tensor, _apply, enable_grad, no_grad
 
 
 class _RequiredParameter:
@@ -213,6 +214,17 @@ def _state_value(key, value, param):
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
+
+
+def _update(fn, *operands):
+    """`fn(*operands)` as one recorded call (the same ops, so the same rounding): a loop replays it at
+    once instead of op by op."""
+    return _apply(OPS["UPDATE"], operands, arg=fn)
+
+
+def _set(t, value) -> None:
+    """`t` takes the value of a same-shaped, same-dtype result (what an optimizer's in-place step does)."""
+    t._assign(value._cell.node)
 
 
 def _lerp_(t, end, weight: float):
