@@ -96,25 +96,14 @@ def numpy_step(x, y, w1, b1, w2, b2):
 def main(argv=None) -> list[str]:
     import argparse
 
-    from benchmarks.timing import interleaved_medians, report
+    from benchmarks.timing import interleaved_medians, one_thread_contenders, report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
 
-    import codegen.blas
-
-    codegen.blas.set_num_threads(1)
-    contenders = {"symgrad": symgrad_step(*data())[0], "numpy (by hand)": numpy_step(*data())[0]}
-    baseline = "numpy (by hand)"
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-        contenders["torch eager (1 thread)"] = torch_step(*data())[0]
-        baseline = "torch eager (1 thread)"
-    except ImportError:
-        pass
+    contenders, baseline = one_thread_contenders(lambda: symgrad_step(*data())[0], lambda: numpy_step(*data())[0],
+                                                 lambda: torch_step(*data())[0])
 
     # correctness first: ten steps from the same weights agree with numpy
     (ours, our_params), (theirs, their_params) = symgrad_step(*data()), numpy_step(*data())

@@ -24,6 +24,22 @@ def interleaved_medians(contenders: dict, rounds: int = 15, calls_per_round: int
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def one_thread_contenders(make_symgrad, make_numpy, make_torch):
+    """({name: step} for symgrad, numpy by hand and, when installed, torch eager, all on one thread;
+    the name to compare against: torch when present, else numpy)."""
+    import codegen.blas
+
+    codegen.blas.set_num_threads(1)
+    contenders = {"symgrad": make_symgrad(), "numpy (by hand)": make_numpy()}
+    try:
+        import torch
+    except ImportError:
+        return contenders, "numpy (by hand)"
+    torch.set_num_threads(1)
+    contenders["torch eager (1 thread)"] = make_torch()
+    return contenders, "torch eager (1 thread)"
+
+
 def report(title: str, medians: dict, baseline: str, lines: list[str] | None = None) -> list[str]:
     """Lines with each median and its ratio to `baseline` (printed and returned)."""
     out = [title]
