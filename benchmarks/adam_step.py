@@ -94,16 +94,9 @@ def numpy_step(x, y, w1, b1, w2, b2):
 
 
 def main(argv=None) -> list[str]:
-    import argparse
+    from benchmarks.timing import interleaved_medians, report, step_benchmark
 
-    from benchmarks.timing import interleaved_medians, one_thread_contenders, report
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    args = parser.parse_args(argv)
-
-    contenders, baseline = one_thread_contenders(lambda: symgrad_step(*data())[0], lambda: numpy_step(*data())[0],
-                                                 lambda: torch_step(*data())[0])
+    args, contenders, baseline = step_benchmark(argv, __doc__, data, symgrad_step, numpy_step, torch_step)
 
     # correctness first: ten steps from the same weights agree with numpy
     (ours, our_params), (theirs, their_params) = symgrad_step(*data()), numpy_step(*data())

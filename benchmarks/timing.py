@@ -24,20 +24,26 @@ def interleaved_medians(contenders: dict, rounds: int = 15, calls_per_round: int
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def one_thread_contenders(make_symgrad, make_numpy, make_torch):
-    """({name: step} for symgrad, numpy by hand and, when installed, torch eager, all on one thread;
-    the name to compare against: torch when present, else numpy)."""
+def step_benchmark(argv, doc, data, symgrad_step, numpy_step, torch_step):
+    """Command-line options (--rounds) and the one-thread contenders of a training-step benchmark: the
+    step of symgrad, numpy by hand and, when installed, torch eager, each from `data()`; returns
+    (options, {name: step}, the name to compare against: torch when present, else numpy)."""
+    import argparse
+
     import codegen.blas
 
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args(argv)
     codegen.blas.set_num_threads(1)
-    contenders = {"symgrad": make_symgrad(), "numpy (by hand)": make_numpy()}
+    contenders = {"symgrad": symgrad_step(*data())[0], "numpy (by hand)": numpy_step(*data())[0]}
     try:
         import torch
     except ImportError:
-        return contenders, "numpy (by hand)"
+        return args, contenders, "numpy (by hand)"
     torch.set_num_threads(1)
-    contenders["torch eager (1 thread)"] = make_torch()
-    return contenders, "torch eager (1 thread)"
+    contenders["torch eager (1 thread)"] = torch_step(*data())[0]
+    return args, contenders, "torch eager (1 thread)"
 
 
 def report(title: str, medians: dict, baseline: str, lines: list[str] | None = None) -> list[str]:

@@ -226,6 +226,21 @@ def _accumulate(tensor, grad, create_graph):
     return tensor._grad
 
 
+def clear_grads(tensors, set_to_none: bool = True) -> None:
+    """Forget each tensor's gradient, or with set_to_none=False zero it in place (what zero_grad does)."""
+    from .tensor import no_grad
+
+    for t in tensors:
+        if t.grad is None:
+            continue
+        if set_to_none:
+            t.grad = None
+        else:
+            t.grad = t.grad.detach()
+            with no_grad():
+                t.grad.zero_()
+
+
 def grad_of(outputs, inputs, grad_outputs=None, *, retain_graph=None, create_graph=False, allow_unused=False):
     """torch.autograd.grad: gradients of `outputs` with respect to `inputs`, returned, not accumulated.
 

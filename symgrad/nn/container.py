@@ -15,7 +15,27 @@ def _index(idx, size):
     return idx % size if size else idx
 
 
-class Sequential(Module):
+class _Numbered(Module):
+    """A container whose modules are named 0..n-1: len, iteration and deletion like a list."""
+
+    def __delitem__(self, idx) -> None:
+        keys = list(self._modules)
+        for key in (keys[idx] if isinstance(idx, slice) else [keys[_index(idx, len(self))]]):
+            delattr(self, key)
+        # torch renumbers the remaining modules so indices stay 0..n-1
+        items = list(self._modules.values())
+        self._modules.clear()
+        for k, module in enumerate(items):
+            self._modules[str(k)] = module
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+
+class Sequential(_Numbered):
     """Modules applied in order; indexing, slicing, len and append like a list.
 
     >>> import symgrad
@@ -44,22 +64,6 @@ class Sequential(Module):
     def __setitem__(self, idx, module) -> None:
         key = list(self._modules)[_index(idx, len(self))]
         setattr(self, key, module)
-
-    def __delitem__(self, idx) -> None:
-        keys = list(self._modules)
-        for key in (keys[idx] if isinstance(idx, slice) else [keys[_index(idx, len(self))]]):
-            delattr(self, key)
-        # torch renumbers the remaining modules so indices stay 0..n-1
-        items = list(self._modules.values())
-        self._modules.clear()
-        for k, module in enumerate(items):
-            self._modules[str(k)] = module
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
     def append(self, module) -> "Sequential":
         """Add `module` at the end; returns self."""
@@ -92,7 +96,7 @@ class Sequential(Module):
         return input
 
 
-class ModuleList(Module):
+class ModuleList(_Numbered):
     """A list of modules whose parameters the parent module sees.
 
     >>> import symgrad
@@ -113,21 +117,6 @@ class ModuleList(Module):
 
     def __setitem__(self, idx, module) -> None:
         setattr(self, str(_index(idx, len(self))), module)
-
-    def __delitem__(self, idx) -> None:
-        keys = list(self._modules)
-        for key in (keys[idx] if isinstance(idx, slice) else [keys[_index(idx, len(self))]]):
-            delattr(self, key)
-        items = list(self._modules.values())
-        self._modules.clear()
-        for k, module in enumerate(items):
-            self._modules[str(k)] = module
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
     def __iadd__(self, modules):
         return self.extend(modules)

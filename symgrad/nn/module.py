@@ -22,6 +22,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from ..autograd import clear_grads
 from ..tensor import DTYPES, Tensor, float32, float64, no_grad, tensor
 from .parameter import Parameter
 
@@ -324,15 +325,7 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget (or zero) every parameter's gradient."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad = p.grad.detach()
-                with no_grad():
-                    p.grad.zero_()
+        clear_grads(self.parameters(), set_to_none)
 
     # dtype ----------------------------------------------------------------------------------------
     def _apply(self, fn) -> "Module":

@@ -21,6 +21,7 @@ from itertools import chain
 
 import numpy as np
 
+from ..autograd import clear_grads
 from .._tensor_module import _t
 from ..ops import OPS
 from ..tensor import Tensor, _apply, enable_grad, no_grad
@@ -108,16 +109,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget every gradient (or, with set_to_none=False, zero it in place)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad = p.grad.detach()
-                    with no_grad():
-                        p.grad.zero_()
+        clear_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure=None):
         raise NotImplementedError
