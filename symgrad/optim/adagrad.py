@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .._tensor_module import _t
 from ..tensor import no_grad
-from .optimizer import Optimizer, _check, _params_with_grad
+from .optimizer import Optimizer, _check, _params_with_grad, _set, _step_by_root, _update
 
 
 class Adagrad(Optimizer):
@@ -50,6 +50,10 @@ class Adagrad(Optimizer):
                     grad = grad.add(p, alpha=weight_decay)
                 clr = lr / (1 + (state["step"] - 1) * lr_decay)
                 total = state["sum"]
-                total.add_(grad * grad)
-                p.add_(grad / (total.sqrt() + eps), alpha=-clr)
+                _set(total, _update(_add_square, total, grad))
+                _set(p, _update(_step_by_root, p, grad, total, eps, -clr))
         return loss
+
+
+def _add_square(total, grad):
+    return total + grad * grad

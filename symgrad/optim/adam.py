@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .._tensor_module import _t
 from ..tensor import no_grad
-from .optimizer import Optimizer, _check, _params_with_grad, _set, _update
+from .optimizer import Optimizer, _check, _decayed_square_average, _params_with_grad, _set, _update
 
 
 def _check_adam(lr, betas, eps, weight_decay):
@@ -66,7 +66,7 @@ class Adam(Optimizer):
                     _set(exp_avg, _update(_lerp_small_weight, exp_avg, grad, 1 - beta1))
                 else:
                     _set(exp_avg, _update(_lerp_large_weight, exp_avg, grad, 1.0 - (1 - beta1)))
-                _set(exp_avg_sq, _update(_second_moment, exp_avg_sq, grad, beta2, 1 - beta2))
+                _set(exp_avg_sq, _update(_decayed_square_average, exp_avg_sq, grad, beta2, 1 - beta2))
                 step_size = lr / (1 - beta1 ** step)
                 bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
                 second = exp_avg_sq
@@ -77,21 +77,20 @@ class Adam(Optimizer):
         return loss
 
 
+# NOTE: these run inside one recorded call whose floats are runtime values, so they must not branch on a
+# float's value: `t.add(x, alpha=a)` picks a plain add when a == 1, hence `t + x * a` (ADD_SCALED's own
+# forward, so the same rounding).
 def _lerp_small_weight(t, end, weight):
-    return t.add(end - t, alpha=weight)
+    return t + (end - t) * weight
 
 
 def _lerp_large_weight(t, end, one_minus_weight):
     # NOTE: torch's CPU lerp for weight >= 0.5 computes from the end point, for its rounding
-    return end.sub(end - t, alpha=one_minus_weight)
-
-
-def _second_moment(exp_avg_sq, grad, beta2, one_minus_beta2):
-    return (exp_avg_sq * beta2).add(grad * grad, alpha=one_minus_beta2)
+    return end - (end - t) * one_minus_weight
 
 
 def _adam_step(p, exp_avg, second, bias_correction2_sqrt, eps, negative_step_size):
-    return p.add(exp_avg / (second.sqrt() / bias_correction2_sqrt + eps), alpha=negative_step_size)
+    return p + (exp_avg / (second.sqrt() / bias_correction2_sqrt + eps)) * negative_step_size
 
 
 class AdamW(Adam):

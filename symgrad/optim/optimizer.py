@@ -219,6 +219,16 @@ def _set(t, value) -> None:
     t._assign(value._cell.node)
 
 
+def _decayed_square_average(average, grad, decay, one_minus_decay):
+    """average * decay + grad² * (1 - decay): Adam's second moment, RMSprop's square average."""
+    return average * decay + (grad * grad) * one_minus_decay
+
+
+def _step_by_root(p, numerator, second, eps, negative_lr):
+    """p - lr * numerator / (sqrt(second) + eps): RMSprop's and Adagrad's step."""
+    return p + (numerator / (second.sqrt() + eps)) * negative_lr
+
+
 def _lerp_(t, end, weight: float):
     """t += weight * (end - t) in place, split as torch's CPU lerp is, so rounding matches."""
     if weight < 0.5:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from .._tensor_module import _t
 from ..tensor import no_grad
-from .optimizer import Optimizer, _check, _lerp_, _params_with_grad
+from .optimizer import (Optimizer, _check, _decayed_square_average, _lerp_, _params_with_grad, _set,
+                        _step_by_root, _update)
 
 
 class RMSprop(Optimizer):
@@ -48,7 +49,10 @@ class RMSprop(Optimizer):
                 if weight_decay != 0:
                     grad = grad.add(p, alpha=weight_decay)
                 square_avg = state["square_avg"]
-                square_avg.mul_(alpha).add_(grad * grad, alpha=1 - alpha)
+                _set(square_avg, _update(_decayed_square_average, square_avg, grad, alpha, 1 - alpha))
+                if not group["centered"] and momentum == 0:
+                    _set(p, _update(_step_by_root, p, grad, square_avg, eps, -lr))
+                    continue
                 if group["centered"]:
                     grad_avg = state["grad_avg"]
                     _lerp_(grad_avg, grad, 1 - alpha)
