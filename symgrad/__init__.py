@@ -12,7 +12,7 @@ tensor([[4.5000, 4.5000],
 """
 from . import autograd
 from ._repr import get_printoptions, set_printoptions
-from .formula import inspect
+from .formula import formula, inspect, to_dot
 from .tensor import (
     DTYPES, DoubleTensor, FloatTensor, LongTensor, Size, Tensor, arange, bool_, broadcast_shapes, dtype,
     enable_grad, float32, float64, from_numpy, full, full_like, get_default_dtype, int64, is_grad_enabled,

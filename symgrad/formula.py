@@ -1,24 +1,1036 @@
 """Formulas for people: what symgrad computes, written out.
 
-`inspect(*tensors)` shows the program that would compute pending tensors: each fused kernel's SymPy
-formula (with your names for the inputs), its LLVM IR, and the native assembly.
+Two views of the same graphs:
+
+* `formula(output, wrt)` writes the derivative d(output)/d(wrt) the way a person would write it by hand:
+  one line of Python over your tensors' names that numpy evaluates to the gradient, with matrix parts in
+  matrix notation (`x.T @ (...)`), elementwise parts simplified by SymPy, broadcast gradients summed
+  back with `sum(..., axis=...)`.
+* `inspect(*tensors)` shows the program that would compute pending tensors: each fused kernel's SymPy
+  formula (with your names for the inputs), its LLVM IR, and the native assembly.
+
+`to_dot(tensor)` draws the recorded (forward) graph and the gradient graph in Graphviz DOT.
 
 >>> import symgrad
->>> x = symgrad.tensor([1.0, 2.0], requires_grad=True)
+>>> x = symgrad.ones(2, 2, requires_grad=True)
+>>> out = (3 * (x + 2) ** 2).mean()
+>>> print(symgrad.formula(out, x))
+3*(x + 2)/2
 >>> (g,) = symgrad.autograd.grad((x * x).sum(), x)
 >>> print(symgrad.inspect(g, names={"x": x}).formulas()[0])
 out0[i] = 2*x[i]
+
+How the text is built (see `_Builder`): the gradient graph that `autograd.grad` returns is walked once,
+inputs before users, without recursion. Elementwise nodes become SymPy expressions through the op
+table's own `formula`s, so constants fold, `x*1`, `x+0` and double negations vanish and chains of
+scalar factors multiply out as the expression is built. Nodes that move data between positions
+(matrix products, reductions, transposes, reshapes, slices, gathers) become *parts*: SymPy symbols that
+stand for `a @ b`, `sum(a, axis=0)`, ... whose operands are SymPy expressions again. Broadcasting is
+numpy's: a value is printed at the smallest shape that broadcasts to the node's shape (`EXPAND` prints
+nothing), and only made explicit (`broadcast_to`) where an operation needs the exact shape.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import builtins
+import keyword
+import math
+import re
+import sys
+from dataclasses import dataclass, field
 
+import numpy as np
 import sympy
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.precedence import PRECEDENCE, precedence
+from sympy.printing.str import StrPrinter
 
+from codegen import IsNan
+
+from .graph import Node
+from .ops import OPS
 from .schedule import plan_for
 from .tensor import Tensor
 
+__all__ = ["Formula", "Formulas", "formula", "inspect", "to_dot", "VOCABULARY", "numpy_namespace"]
 
+
+# -- the vocabulary ---------------------------------------------------------------------------------
+def _erf(x):
+    try:
+        from scipy.special import erf
+    except ImportError:  # scipy is optional: math.erf elementwise is exact, only slower
+        return np.vectorize(math.erf, otypes=[np.result_type(x, np.float32)])(x)
+    return erf(x)
+
+
+def _scatter_add(base, index, src, axis):
+    """torch's `base.scatter_add(axis, index, src)` as a new array (numpy's add.at works in place)."""
+    out = np.array(base, copy=True)
+    index = np.asarray(index)
+    positions = list(np.indices(index.shape, sparse=True))
+    positions[axis] = index
+    np.add.at(out, tuple(positions), np.asarray(src)[tuple(slice(0, n) for n in index.shape)])
+    return out
+
+
+def _assemble(shape, regions, *parts):
+    """A new array of `shape` with each part written in turn at its region ((start, step) per axis)."""
+    out = np.zeros(shape, np.result_type(*parts))
+    for region, part in zip(regions, parts):
+        part = np.asarray(part)
+        out[tuple(slice(s, s + t * n, t) for (s, t), n in zip(region, part.shape))] = part
+    return out
+
+
+#: The names a printed formula may use besides its tensors, and what they mean. Every one is the numpy
+#: function of that name except `erf` (scipy.special.erf), `scatter_add` and `assemble` (written out
+#: above: numpy has no expression for them).
+VOCABULARY = {
+    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sin": np.sin, "cos": np.cos,
+    "abs": np.abs, "sign": np.sign, "erf": _erf, "isnan": np.isnan,
+    "maximum": np.maximum, "minimum": np.minimum, "where": np.where,
+    "sum": np.sum, "max": np.max, "min": np.min, "prod": np.prod,
+    "reshape": np.reshape, "transpose": np.transpose, "broadcast_to": np.broadcast_to,
+    "take_along_axis": np.take_along_axis, "pad": np.pad, "arange": np.arange, "array": np.array,
+    "zeros": np.zeros, "trunc": np.trunc, "inf": np.inf, "nan": np.nan, "pi": np.pi,
+    "scatter_add": _scatter_add, "assemble": _assemble,
+}
+
+
+def numpy_namespace(**arrays) -> dict:
+    """The globals to `eval` a printed formula with: the vocabulary plus your arrays.
+
+    >>> import numpy as np
+    >>> eval("sum(2*x, axis=0)", numpy_namespace(x=np.ones((2, 3))))
+    array([4., 4., 4.])
+    """
+    return {"__builtins__": {}, **VOCABULARY, **arrays}
+
+
+# -- parts: the non-elementwise pieces of a formula -------------------------------------------------
+ATOM = PRECEDENCE["Atom"]
+MATMUL = PRECEDENCE["Mul"]   # `a @ b` binds like `*` in Python
+
+
+@dataclass(eq=False)
+class _Part:
+    """`kind(operands...; params)`: a matrix product, a reduction, a transpose, ... of SymPy operands."""
+
+    kind: str
+    operands: list
+    params: tuple
+    shape: tuple              # the shape the printed text evaluates to
+    node: Node | None = None  # the graph node it came from (to find the user's name for it)
+
+    @property
+    def precedence(self):
+        return MATMUL if self.kind == "matmul" else ATOM
+
+
+def _strip(shape):
+    """`shape` without leading 1s: the smallest shape that broadcasts the same way."""
+    k = 0
+    while k < len(shape) and shape[k] == 1:
+        k += 1
+    return tuple(shape[k:])
+
+
+def _broadcast(*shapes):
+    return tuple(np.broadcast_shapes(*shapes))
+
+
+class _Builder:
+    """Turns graph nodes into SymPy expressions over names and parts; see the module docstring."""
+
+    def __init__(self, names: dict, constant_ids: set):
+        self.names = names              # id(node) -> the name it is printed as
+        self.constant_ids = constant_ids
+        self.parts: dict[sympy.Symbol, _Part] = {}
+        self._part_keys: dict = {}
+        self.values: dict[int, tuple] = {}   # id(node) -> (expr, printed shape)
+        self.anonymous: dict[str, Node] = {}
+        self.used_names: dict[str, Node] = {}
+
+    # -- parts ---------------------------------------------------------------------------------------
+    def part(self, kind, operands, params, shape, node=None) -> sympy.Symbol:
+        key = (kind, tuple(sympy.srepr(o) for o in operands), params)
+        found = self._part_keys.get(key)
+        if found is not None:
+            return found
+        symbol = sympy.Symbol(f"_p{len(self.parts)}")
+        self.parts[symbol] = _Part(kind, list(operands), params, tuple(shape), node)
+        self._part_keys[key] = symbol
+        return symbol
+
+    def exact(self, expr, shape, target):
+        """`expr` (printed at `shape`) as an array of exactly `target`'s shape."""
+        if tuple(shape) == tuple(target):
+            return expr
+        if math.prod(shape) == math.prod(target) and _strip(shape) == _strip(target):
+            return self.part("reshape", [expr], (tuple(target),), target)
+        return self.part("broadcast_to", [expr], (tuple(target),), target)
+
+    # -- the walk ------------------------------------------------------------------------------------
+    def build(self, root: Node):
+        for node in _postorder(root, self.names):
+            self.values[id(node)] = self.visit(node)
+        return self.values[id(root)]
+
+    def leaf(self, node: Node):
+        if id(node) in self.names:
+            name = self.names[id(node)]
+            self.used_names[name] = node
+            return sympy.Symbol(name), node.shape
+        if node.op in ("CONST", "SCALAR"):
+            return _number(node.arg, node.dtype), ()
+        if node.op != "BUFFER":
+            raise NotImplementedError(f"formula(): no leaf rule for {node.op}")
+        values = node.numpy()
+        if values.size == 1 and id(node) in self.constant_ids:
+            return _number(values.reshape(-1)[0].item(), node.dtype), ()
+        if node.dtype == "int64" and values.size > 1:
+            stripped = _strip(node.shape)
+            if len([n for n in stripped if n != 1]) == 1 and np.array_equal(values.reshape(-1), np.arange(values.size)):
+                text = self.part("arange", [], (values.size,), (values.size,))
+                return self.exact(text, (values.size,), stripped) if len(stripped) > 1 else text, stripped
+        if values.size <= 8 and id(node) in self.constant_ids:
+            return self.part("array", [], (values.tolist(),), node.shape), node.shape
+        name = f"x{len(self.anonymous)}"
+        while name in self.names.values():
+            name = "_" + name
+        self.anonymous[name] = node
+        self.names[id(node)] = name
+        self.used_names[name] = node
+        return sympy.Symbol(name), node.shape
+
+    def visit(self, node: Node):
+        if id(node) in self.names or not node.inputs:
+            return self.leaf(node)
+        args = [self.values[id(i)] for i in node.inputs]
+        op = OPS.get(node.op)
+        if op is not None and op.kind == "elementwise":
+            return op.formula(*(a for a, _ in args)), _broadcast(*(s for _, s in args))
+        handler = getattr(self, f"_{node.op.lower()}", None)
+        if handler is None:
+            raise NotImplementedError(f"formula(): no rule to print {node.op} nodes")
+        return handler(node, args)
+
+    # -- structural nodes ----------------------------------------------------------------------------
+    def _expand(self, node, args):
+        return args[0]   # numpy broadcasts: the printed value already has a shape that broadcasts
+
+    def _cast(self, node, args):
+        (expr, shape), = args
+        source = node.inputs[0].dtype
+        if source == "bool" and node.dtype != "bool":
+            return sympy.Piecewise((sympy.Integer(1), expr), (sympy.Integer(0), True)), shape
+        if node.dtype == "bool" and source != "bool":
+            return sympy.Ne(expr, 0), shape
+        if node.dtype == "int64" and source.startswith("float"):
+            return self.part("trunc", [expr], (), shape), shape
+        return expr, shape
+
+    def _reshape(self, node, args):
+        (expr, shape), = args
+        source, target = node.inputs[0].shape, node.shape
+        padded = (1,) * (len(source) - len(shape)) + tuple(shape)
+        if math.prod(shape) == 1:
+            return (expr, shape) if len(shape) <= len(target) else (self._squeeze_all(expr, shape), ())
+        if [n for n in source if n != 1] == [n for n in target if n != 1]:
+            # only size-1 axes come or go: keep the broadcast pattern of the axes that stay
+            kept = iter(p for p, n in zip(padded, source) if n != 1)
+            new = tuple(next(kept) if n != 1 else 1 for n in target)
+            dropped = self._drop_keepdims(expr, shape, new)
+            if dropped is not None:
+                return dropped, _strip(new)
+            if _strip(new) == _strip(tuple(shape)):
+                return expr, shape
+            return self.part("reshape", [expr], (new,), new), new
+        full = self.exact(expr, shape, source)
+        return self.part("reshape", [full], (tuple(target),), target), target
+
+    def _squeeze_all(self, expr, shape):
+        if isinstance(expr, sympy.Symbol) and expr in self.parts and self.parts[expr].kind in REDUCTIONS:
+            part = self.parts[expr]
+            if part.params[0] is None or part.params[1]:
+                return self.part(part.kind, part.operands, (None, False), ())
+        return self.part("reshape", [expr], ((),), ())
+
+    def _drop_keepdims(self, expr, shape, new):
+        """sum(a, axis=k, keepdims=True) reshaped without axis k: sum(a, axis=k)."""
+        part = self.parts.get(expr) if isinstance(expr, sympy.Symbol) else None
+        if part is None or part.kind not in REDUCTIONS or not part.params[1]:
+            return None
+        axes = part.params[0]
+        kept = tuple(n for k, n in enumerate(shape) if k not in axes)
+        if _strip(kept) != _strip(new):
+            return None
+        return self.part(part.kind, part.operands, (axes, False), kept)
+
+    def _permute(self, node, args):
+        (expr, shape), = args
+        perm = node.arg
+        rank = len(perm)
+        padded = (1,) * (rank - len(shape)) + tuple(shape)
+        moved = tuple(padded[k] for k in perm)
+        if [p for p in perm if padded[p] != 1] == sorted(p for p in perm if padded[p] != 1):
+            # the axes that hold data keep their order: a reshape (or nothing) is enough
+            if _strip(moved) == _strip(tuple(shape)):
+                return expr, shape
+            return self.part("reshape", [expr], (moved,), moved), moved
+        if len(shape) < rank:
+            expr = self.part("reshape", [expr], (padded,), padded)
+        if perm == (1, 0):
+            return self.part("T", [expr], (), moved), moved
+        return self.part("transpose", [expr], (perm,), moved), moved
+
+    def _reduce(self, kind, node, args):
+        (expr, shape), = args
+        rank = len(node.inputs[0].shape)
+        offset = rank - len(shape)
+        axes = sorted(node.arg)
+        repeat = 1
+        real = []
+        for k in axes:
+            size = node.inputs[0].shape[k]
+            if k < offset or shape[k - offset] == 1:
+                repeat *= size      # a broadcast axis: every element along it is the same value
+            else:
+                real.append(k - offset)
+        if repeat != 1:
+            expr = expr * repeat if kind == "sum" else (expr ** repeat if kind == "prod" else expr)
+        if not real:
+            return expr, shape
+        new = tuple(1 if k in real else n for k, n in enumerate(shape))
+        if len(real) == len([n for n in shape if n != 1]):
+            return self.part(kind, [expr], (None, False), ()), ()
+        return self.part(kind, [expr], (tuple(real), True), new), new
+
+    def _sum(self, node, args):
+        return self._reduce("sum", node, args)
+
+    def _max(self, node, args):
+        return self._reduce("max", node, args)
+
+    def _min(self, node, args):
+        return self._reduce("min", node, args)
+
+    def _prod(self, node, args):
+        return self._reduce("prod", node, args)
+
+    def _matmul(self, node, args):
+        (a, sa), (b, sb) = args
+        na, nb = node.inputs
+        a = self._matrix(a, sa, na.shape)
+        b = self._matrix(b, sb, nb.shape)
+        return self.part("matmul", [a, b], (), node.shape, node), node.shape
+
+    def _matrix(self, expr, shape, target):
+        if len(shape) >= 2 and tuple(shape[-2:]) == tuple(target[-2:]):
+            return expr     # batch axes broadcast in `@`
+        return self.exact(expr, shape, target)
+
+    def _slice(self, node, args):
+        (expr, shape), = args
+        source = node.inputs[0].shape
+        offset = len(source) - len(shape)
+        index, new = [], []
+        for k, ((start, step), n) in enumerate(zip(node.arg, node.shape)):
+            if k < offset:
+                continue
+            if shape[k - offset] == 1:
+                index.append(None)
+                new.append(1)
+            else:
+                index.append((start, step, n))
+                new.append(n)
+        if all(i is None or (i[0] == 0 and i[1] == 1 and i[2] == source[k + offset])
+               for k, i in enumerate(index)):
+            return expr, shape
+        return self.part("slice", [expr], (tuple(index),), tuple(new)), tuple(new)
+
+    def _assemble(self, node, args):
+        regions, shape = node.arg, node.shape
+        parts = [self.exact(e, s, i.shape) for (e, s), i in zip(args, node.inputs)]
+        full = tuple((0, 1) for _ in shape)
+        if (len(parts) == 2 and regions[0] == full and parts[0] == 0
+                and all(step == 1 for _, step in regions[1])):
+            widths = tuple((start, n - start - m) for (start, _), n, m in zip(regions[1], shape, node.inputs[1].shape))
+            return self.part("pad", [parts[1]], (widths,), shape), shape
+        return self.part("assemble", parts, (tuple(shape), tuple(regions)), shape), shape
+
+    def _gather(self, node, args):
+        (x, sx), (index, si) = args
+        axis = node.arg
+        x = self.exact(x, sx, node.inputs[0].shape)
+        index = self.exact(index, si, node.inputs[1].shape)
+        source, target = node.inputs[0].shape, node.inputs[1].shape
+        cut = tuple(None if k == axis or source[k] == target[k] else (0, 1, target[k]) for k in range(len(source)))
+        if any(c is not None for c in cut):
+            x = self.part("slice", [x], (cut,), tuple(target[k] if c else source[k] for k, c in enumerate(cut)))
+        return self.part("take_along_axis", [x, index], (axis,), node.shape), node.shape
+
+    def _scatter_add(self, node, args):
+        parts = [self.exact(e, s, i.shape) for (e, s), i in zip(args, node.inputs)]
+        return self.part("scatter_add", parts, (node.arg,), node.shape), node.shape
+
+
+REDUCTIONS = ("sum", "max", "min", "prod")
+
+
+def _number(value, dtype):
+    if dtype == "bool" or isinstance(value, bool):
+        return sympy.true if value else sympy.false
+    if isinstance(value, float):
+        if math.isnan(value):
+            return sympy.nan
+        if math.isinf(value):
+            return sympy.oo if value > 0 else -sympy.oo
+        if value.is_integer():
+            return sympy.Integer(int(value))
+        return sympy.Float(value)
+    return sympy.Integer(int(value))
+
+
+def _postorder(root: Node, names: dict) -> list[Node]:
+    """Nodes reachable from `root`, inputs first, without recursion; named nodes are not entered."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if id(node) not in names:
+            for child in reversed(node.inputs):
+                if id(child) not in seen:
+                    stack.append((child, False))
+    return order
+
+
+# -- simplification ---------------------------------------------------------------------------------
+# SymPy passes are guarded by size: each is cheap on a formula a person reads, and none runs on an
+# unbounded expression (never sympy.simplify).
+SIMPLIFY_LIMIT = 60
+
+
+def _tidy(expr):
+    if not isinstance(expr, sympy.Expr) or sympy.count_ops(expr) > SIMPLIFY_LIMIT:
+        return expr
+    # the first of the shortest (in operations) wins: factored forms come first, as people write them
+    return min([*_candidates(expr), expr], key=sympy.count_ops)
+
+
+def _candidates(expr):
+    for rewrite in (sympy.factor, sympy.factor_terms, lambda e: sympy.factor_terms(sympy.expand(e)), sympy.cancel):
+        try:
+            yield rewrite(expr)
+        except (sympy.PolynomialError, TypeError, ValueError, NotImplementedError):
+            continue
+
+
+def _size(expr):
+    return sympy.count_ops(expr), len(sympy.sstr(expr))
+
+
+# -- printing ---------------------------------------------------------------------------------------
+class _NumpyPrinter(StrPrinter):
+    """SymPy's Python-like printer, speaking the numpy vocabulary, with parts printed in place."""
+
+    def __init__(self, parts, named, walrus=True):
+        super().__init__({"order": None})
+        self.parts, self.named, self.walrus = parts, named, walrus
+        self.defined: set = set()
+
+    def parenthesize(self, item, level, strict=False):
+        prec = self._precedence(item)
+        if prec < level or (not strict and prec <= level):
+            return f"({self._print(item)})"
+        return self._print(item)
+
+    def _precedence(self, item):
+        if isinstance(item, sympy.Symbol) and item in self.parts and item not in self.named:
+            return self.parts[item].precedence
+        return precedence(item)
+
+    def operand(self, expr, level=ATOM, strict=True):
+        if level is None:
+            return self._print(expr)
+        return self.parenthesize(expr, level, strict)
+
+    def _print_Symbol(self, expr):
+        part = self.parts.get(expr)
+        if part is None:
+            return expr.name
+        if expr in self.named:
+            name = self.named[expr]
+            if not self.walrus or name in self.defined:
+                return name
+            self.defined.add(name)
+            return f"({name} := {self.render(part)})"
+        return self.render(part)
+
+    def render(self, part: _Part) -> str:
+        o, p = part.operands, part.params
+        kind = part.kind
+        if kind == "matmul":
+            return f"{self.operand(o[0], MATMUL, strict=True)} @ {self.operand(o[1], MATMUL, strict=False)}"
+        if kind == "T":
+            return f"{self.operand(o[0], ATOM)}.T"
+        if kind in REDUCTIONS:
+            axes, keepdims = p
+            inner = self._print(o[0])
+            if axes is None:
+                return f"{kind}({inner})"
+            axis = axes[0] if len(axes) == 1 else axes
+            return f"{kind}({inner}, axis={axis}{', keepdims=True' if keepdims else ''})"
+        if kind in ("reshape", "broadcast_to", "transpose"):
+            return f"{kind}({self._print(o[0])}, {p[0]})"
+        if kind == "slice":
+            return f"{self.operand(o[0], ATOM)}[{_index_text(p[0])}]"
+        if kind == "pad":
+            return f"pad({self._print(o[0])}, {p[0]})"
+        if kind == "take_along_axis":
+            return f"take_along_axis({self._print(o[0])}, {self._print(o[1])}, axis={p[0]})"
+        if kind == "scatter_add":
+            return f"scatter_add({', '.join(map(self._print, o))}, axis={p[0]})"
+        if kind == "assemble":
+            return f"assemble({p[0]}, {p[1]}, {', '.join(map(self._print, o))})"
+        if kind == "arange":
+            return f"arange({p[0]})"
+        if kind == "array":
+            return f"array({p[0]})"
+        if kind == "trunc":
+            return f"trunc({self._print(o[0])})"
+        raise NotImplementedError(kind)
+
+    def _print_Float(self, expr):
+        return repr(float(expr))
+
+    def _print_Max(self, expr):
+        return self._nest("maximum", expr.args)
+
+    def _print_Min(self, expr):
+        return self._nest("minimum", expr.args)
+
+    def _nest(self, name, args):
+        args = sorted(args, key=lambda a: bool(a.is_Number))   # maximum(x, 0), as people write it
+        text = self._print(args[-1])
+        for arg in reversed(args[:-1]):
+            text = f"{name}({self._print(arg)}, {text})"
+        return text
+
+    def _print_Abs(self, expr):
+        return f"abs({self._print(expr.args[0])})"
+
+    def _print_Piecewise(self, expr):
+        pieces = list(expr.args)
+        if pieces[-1].cond != sympy.true:
+            pieces.append((sympy.nan, sympy.true))
+        text = self._print(pieces[-1][0])
+        for value, cond in reversed(pieces[:-1]):
+            text = f"where({self._print(cond)}, {self._print(value)}, {text})"
+        return text
+
+    def _print_Relational(self, expr):
+        op = {"==": "==", "!=": "!="}.get(expr.rel_op, expr.rel_op)
+        level = precedence(expr)
+        return f"{self.parenthesize(expr.lhs, level)} {op} {self.parenthesize(expr.rhs, level)}"
+
+    def _print_IsNan(self, expr):
+        return f"isnan({self._print(expr.args[0])})"
+
+    def _print_BooleanTrue(self, expr):
+        return "True"
+
+    def _print_BooleanFalse(self, expr):
+        return "False"
+
+    def _print_Exp1(self, expr):
+        return "exp(1)"
+
+    def _print_Infinity(self, expr):
+        return "inf"
+
+    def _print_NegativeInfinity(self, expr):
+        return "-inf"
+
+    def _print_NaN(self, expr):
+        return "nan"
+
+    _print_ComplexInfinity = _print_NaN
+
+    def _print_sign(self, expr):
+        return f"sign({self._print(expr.args[0])})"
+
+    def _print_erf(self, expr):
+        return f"erf({self._print(expr.args[0])})"
+
+
+def _index_text(index):
+    items = []
+    for item in index:
+        if item is None:
+            items.append(":")
+            continue
+        start, step, n = item
+        stop = start + step * n
+        text = f"{start if start else ''}:{stop}"
+        items.append(text + (f":{step}" if step != 1 else ""))
+    while items and items[-1] == ":":
+        items.pop()
+    return ", ".join(items) if items else "..."
+
+
+class _UnicodePrinter(_NumpyPrinter):
+    """The numpy text with the typography of a textbook: x⋅y, x², xᵀ."""
+
+    SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+    def _print_Mul(self, expr):
+        return super()._print_Mul(expr).replace("*", "⋅")
+
+    def _print_Pow(self, expr):
+        exp = expr.exp
+        if exp.is_Integer and 1 < exp < 10:
+            return f"{self.parenthesize(expr.base, PRECEDENCE['Pow'], strict=False)}{str(exp).translate(self.SUPERSCRIPT)}"
+        if exp == sympy.Rational(1, 2):
+            return f"√{self.parenthesize(expr.base, ATOM, strict=False)}"
+        return super()._print_Pow(expr)
+
+    def render(self, part):
+        if part.kind == "T":
+            return f"{self.operand(part.operands[0], ATOM)}ᵀ"
+        return super().render(part)
+
+
+class _Latex(LatexPrinter):
+    """LaTeX with parts as matrix notation: x^{\\mathsf{T}} (h ...), \\sum_{axis 0}."""
+
+    def __init__(self, parts, named):
+        super().__init__()
+        self.parts, self.named = parts, named
+
+    def parenthesize(self, item, level, is_neg=False, strict=False):
+        if isinstance(item, sympy.Symbol) and item in self.parts and item not in self.named:
+            prec = self.parts[item].precedence
+            if prec < level or (not strict and prec <= level):
+                return rf"\left({self._print(item)}\right)"
+            return self._print(item)
+        return super().parenthesize(item, level, is_neg, strict)
+
+    def _print_Symbol(self, expr, style="plain"):
+        part = self.parts.get(expr)
+        if part is None:
+            return _latex_name(expr.name)
+        if expr in self.named:
+            return _latex_name(self.named[expr])
+        return self.render(part)
+
+    def render(self, part):
+        o, p, kind = part.operands, part.params, part.kind
+        if kind == "matmul":
+            return f"{self.parenthesize(o[0], MATMUL, strict=True)} {self.parenthesize(o[1], MATMUL)}"
+        if kind == "T":
+            return f"{self.parenthesize(o[0], ATOM, strict=True)}^{{\\mathsf{{T}}}}"
+        if kind in REDUCTIONS:
+            op = {"sum": r"\sum", "prod": r"\prod", "max": r"\max", "min": r"\min"}[kind]
+            under = "" if p[0] is None else f"_{{\\text{{axis }} {', '.join(map(str, p[0]))}}}"
+            return rf"{op}{under}\left({self._print(o[0])}\right)"
+        args = ", ".join(self._print(a) for a in o)
+        extra = ", ".join(str(x) for x in p)
+        body = ", ".join(x for x in (args, extra) if x)
+        name = kind.replace("_", "\\_")
+        return rf"\operatorname{{{name}}}\left({body}\right)"
+
+
+def _latex_name(name):
+    match = re.fullmatch(r"([A-Za-z]+)_?(\d+)", name)
+    if match:
+        return f"{match.group(1)}_{{{match.group(2)}}}"
+    return name.replace("_", r"\_")
+
+
+# -- Formula ----------------------------------------------------------------------------------------
+@dataclass
+class Formula:
+    """The derivative of an output with respect to one tensor, as a formula over named tensors.
+
+    >>> import symgrad
+    >>> x = symgrad.tensor([1.0, 2.0], requires_grad=True)
+    >>> f = symgrad.formula((x * x.exp()).sum(), x)
+    >>> str(f)
+    '(x + 1)*exp(x)'
+    >>> f.evaluate()
+    tensor([ 5.4366, 22.1672])
+    >>> f.sympy()
+    (x + 1)*exp(x)
+    """
+
+    expr: sympy.Expr
+    parts: dict
+    named: dict                   # part symbol -> where-name
+    inputs: dict                  # name -> Tensor the formula reads
+    gradient: Tensor | None       # the lazy gradient tensor the formula describes
+    shape: tuple
+    _text: str = field(default="", repr=False)
+
+    def __str__(self):
+        if not self._text:
+            self._text = _NumpyPrinter(self.parts, self.named).doprint(self.expr)
+        return self._text
+
+    def _repr_pretty_(self, p, cycle):   # IPython
+        p.text(self.pretty())
+
+    def where(self) -> list[tuple[str, str]]:
+        """The named subexpressions, in the order they are defined: [("h", "x @ w1"), ...]."""
+        printer = _NumpyPrinter(self.parts, self.named, walrus=False)
+        return [(name, printer.render(self.parts[symbol])) for symbol, name in self.named.items()]
+
+    def pretty(self) -> str:
+        """Unicode, with named subexpressions on `where` lines below the formula.
+
+        >>> import symgrad
+        >>> x = symgrad.tensor([1.0, 2.0], requires_grad=True)
+        >>> print(symgrad.formula((x ** 3).sum(), x).pretty())
+        3⋅x²
+        """
+        printer = _UnicodePrinter(self.parts, self.named, walrus=False)
+        lines = [printer.doprint(self.expr)]
+        for symbol, name in self.named.items():
+            lines.append(f"  where {name} = {printer.render(self.parts[symbol])}")
+        return "\n".join(lines)
+
+    def latex(self) -> str:
+        r"""LaTeX of the formula, named subexpressions after `\quad\text{where}`.
+
+        >>> import symgrad
+        >>> x = symgrad.tensor([1.0, 2.0], requires_grad=True)
+        >>> symgrad.formula((x ** 3).sum(), x).latex()
+        '3 x^{2}'
+        """
+        printer = _Latex(self.parts, self.named)
+        text = printer.doprint(self.expr)
+        defs = [f"{_latex_name(name)} = {printer.render(self.parts[s])}" for s, name in self.named.items()]
+        return text + (r" \quad\text{where } " + r",\; ".join(defs) if defs else "")
+
+    def sympy(self):
+        """A SymPy expression: elementwise parts as ordinary SymPy over the input names; matrix parts of
+        2-D operands as SymPy matrix expressions (MatMul, Transpose of MatrixSymbols) where the whole
+        formula is a matrix expression, and otherwise as undefined functions `matmul(a, b)`, `T(a)`,
+        `sum(a, axis)` ... that name the numpy operation."""
+        return _to_sympy(self)
+
+    def evaluate(self, **arrays):
+        """The formula evaluated with numpy (its inputs, or the arrays you pass by name), as a tensor.
+
+        It is computed from the printed text, so it checks the text against `self.gradient`.
+        """
+        values = {name: t.detach().numpy() if isinstance(t, Tensor) else np.asarray(t)
+                  for name, t in self.inputs.items()}
+        values.update(arrays)
+        result = np.asarray(eval(str(self), numpy_namespace(**values)))  # noqa: S307 - our own text
+        if result.shape != self.shape:
+            result = np.broadcast_to(result, self.shape)
+        from .tensor import from_numpy
+
+        dtype = self.gradient.numpy().dtype if self.gradient is not None else result.dtype
+        return from_numpy(np.ascontiguousarray(result.astype(dtype)))
+
+
+class Formulas(dict):
+    """Formulas keyed by parameter name (what `formula(output, [w1, w2])` returns)."""
+
+    def __str__(self):
+        return "\n".join(f"d/d{name}: {f}" for name, f in self.items())
+
+    def pretty(self) -> str:
+        return "\n".join(f"d/d{name}: {f.pretty()}" for name, f in self.items())
+
+
+def _to_sympy(f: Formula):
+    functions = {}
+
+    def convert(expr, memo={}):
+        replacements = {}
+        for symbol in expr.free_symbols:
+            part = f.parts.get(symbol)
+            if part is None:
+                continue
+            args = [convert(o) for o in part.operands]
+            args += [sympy.sympify(str(p)) if not isinstance(p, (tuple, list)) else sympy.Tuple(*_tuple(p))
+                     for p in part.params if p is not None]
+            fn = functions.setdefault(part.kind, sympy.Function(part.kind))
+            replacements[symbol] = fn(*args)
+        return expr.xreplace(replacements)
+
+    matrix = _as_matrix_expr(f)
+    return matrix if matrix is not None else convert(f.expr)
+
+
+def _tuple(p):
+    out = []
+    for item in p:
+        out.append(sympy.Tuple(*_tuple(item)) if isinstance(item, (tuple, list)) else
+                   (sympy.Integer(item) if isinstance(item, int) else sympy.sympify(str(item))))
+    return out
+
+
+def _as_matrix_expr(f: Formula):
+    """MatMul/Transpose/MatAdd/scalar products of 2-D named inputs, or None when the formula is not one."""
+
+    def convert(expr):
+        if isinstance(expr, sympy.Symbol):
+            part = f.parts.get(expr)
+            if part is None:
+                node = f.inputs.get(expr.name)
+                shape = tuple(node.shape) if node is not None else ()
+                return sympy.MatrixSymbol(expr.name, *shape) if len(shape) == 2 else None
+            if part.kind == "matmul":
+                a, b = (convert(o) for o in part.operands)
+                return None if a is None or b is None or not hasattr(a, "shape") else sympy.MatMul(a, b)
+            if part.kind == "T":
+                a = convert(part.operands[0])
+                return None if a is None else sympy.Transpose(a)
+            return None
+        if isinstance(expr, sympy.Add):
+            terms = [convert(a) for a in expr.args]
+            return None if any(t is None for t in terms) else sympy.MatAdd(*terms)
+        if isinstance(expr, sympy.Mul):
+            scalars = [a for a in expr.args if a.is_Number]
+            others = [convert(a) for a in expr.args if not a.is_Number]
+            if len(others) != 1 or others[0] is None:
+                return None
+            return sympy.Mul(*scalars) * others[0]
+        return None
+
+    if len(f.shape) != 2 or not (f.expr.free_symbols & set(f.parts)):
+        return None
+    try:
+        return convert(f.expr)
+    except (TypeError, ValueError, sympy.ShapeError):
+        return None
+
+
+# -- names ------------------------------------------------------------------------------------------
+def _identifier(name: str) -> str:
+    """`0.weight` -> `weight0`, `fc1.bias` -> `fc1_bias`: a parameter path as a Python name."""
+    words = name.split(".")
+    digits = "".join(w for w in words if w.isdigit())
+    text = "_".join(w for w in words if not w.isdigit()) + digits
+    text = re.sub(r"\W", "_", text) or "p"
+    if text[0].isdigit() or keyword.iskeyword(text) or text in VOCABULARY:
+        text = "_" + text
+    return text
+
+
+def _caller_names(frame):
+    """The names the calling code holds tensors under: (leaves, intermediates), each id(node) -> name.
+
+    Leaves (and a module variable's parameters) name the inputs of a formula; intermediate tensors
+    (`h = x @ w1`) only name repeated parts, since formulas are written in terms of the inputs. A node
+    held under two different names is ambiguous and gets neither."""
+    from . import nn
+
+    found: dict[int, set] = {}
+    leaves: dict[int, Tensor] = {}
+    scopes = [frame.f_locals] if frame.f_locals is frame.f_globals else [frame.f_locals, frame.f_globals]
+    for scope in scopes:
+        for name, value in list(scope.items()):
+            if name.startswith("_"):
+                continue
+            if isinstance(value, Tensor):
+                found.setdefault(id(value._node), set()).add(name)
+                if value.is_leaf:
+                    leaves[id(value._node)] = value
+            elif isinstance(value, nn.Module):
+                for path, p in value.named_parameters():
+                    found.setdefault(id(p._node), set()).add(_identifier(path))
+                    leaves[id(p._node)] = p
+        if len(scopes) > 1 and found:
+            break   # names in the function win over module globals
+    unique = {k: next(iter(v)) for k, v in found.items() if len(v) == 1}
+    return ({k: (n, leaves[k]) for k, n in unique.items() if k in leaves},
+            {k: n for k, n in unique.items() if k not in leaves})
+
+
+def _own_leaf(t: Tensor) -> None:
+    """Compute a leaf whose value is still pending (`ones(2, 2)` is a broadcast constant), so that its
+    node is its own: otherwise every constant 1 of the same shape in the gradient would print as `x`."""
+    if not t._node.realized:
+        from .tensor import _realize
+
+        _realize([t._node])
+
+
+def _safe(name: str) -> str:
+    if not name.isidentifier() or keyword.iskeyword(name) or name in VOCABULARY:
+        raise ValueError(f"formula(): {name!r} cannot name a tensor in a formula (not a Python name, or a "
+                         "name of the vocabulary)")
+    return name
+
+
+# -- formula() --------------------------------------------------------------------------------------
+def formula(output: Tensor, wrt, names: dict | None = None, grad_output: Tensor | None = None):
+    """The derivative d(output)/d(wrt) as a `Formula` you can read, check and paste into numpy.
+
+    `wrt` is a tensor (a `Formula` comes back) or a list/iterable of tensors, e.g. `model.parameters()`
+    (a `Formulas` dict keyed by name). `output` must be a scalar unless `grad_output` is given, as with
+    `backward`. Names: `names={"x": x, ...}`, else the caller's variable names where unambiguous (a
+    module variable names its parameters: `0.weight` -> `weight0`), else x0, x1, ...
+
+    `str(f)` is one line of Python over the names and the numpy vocabulary (`VOCABULARY`): with your
+    arrays bound to the names, `eval(str(f), numpy_namespace(x=..., ...))` is the gradient. A part used
+    more than once is named once with `:=` (`where h = ...` in `f.pretty()`).
+
+    >>> import symgrad
+    >>> a = symgrad.ones(1, requires_grad=True)
+    >>> d = 3 * (1 * a) + 4 * (2 * a)
+    >>> print(symgrad.formula(d ** 2, a))
+    242*a
+    >>> x = symgrad.randn(4, 3)
+    >>> w = symgrad.randn(3, 2, requires_grad=True)
+    >>> print(symgrad.formula((x @ w).tanh().sum(), w))
+    x.T @ (1 - tanh(x @ w)**2)
+    """
+    from .autograd import grad_of
+
+    single = isinstance(wrt, Tensor)
+    params = [wrt] if single else list(wrt)
+    leaves, intermediates = _caller_names(sys._getframe(1))
+    for t in (*params, *(names or {}).values(), *(t for _, t in leaves.values())):
+        _own_leaf(t)
+    # realizing changed no node ids of realized leaves; re-read them for the pending ones
+    leaves = {id(t._node): (name, t) for name, t in leaves.values()}
+    node_names: dict[int, str] = {}
+    constant_ids: set = set()
+    for key, (name, t) in leaves.items():
+        if not t.requires_grad and t.numel() == 1:
+            constant_ids.add(key)   # a plain number held in a tensor (seed 3's weights) is written as the number
+        else:
+            node_names[key] = name
+    for name, t in (names or {}).items():
+        node_names[id(t._node)] = _safe(name)
+        constant_ids.discard(id(t._node))
+    labels = []
+    taken = set(node_names.values()) | set(intermediates.values())
+    for k, p in enumerate(params):
+        name = node_names.get(id(p._node))
+        if name is None:
+            name = next(n for n in (f"x{j}" for j in range(k, k + len(params) + len(taken) + 1)) if n not in taken)
+            node_names[id(p._node)] = name
+            taken.add(name)
+        constant_ids.discard(id(p._node))
+        labels.append(name)
+    if grad_output is not None and id(grad_output._node) not in node_names:
+        node_names[id(grad_output._node)] = "grad_output" if "grad_output" not in taken else "_grad_output"
+    # every other unnamed one-element buffer is a constant too (a tensor built inside a library call)
+    grads = grad_of(output, params, grad_output, retain_graph=True, allow_unused=True)
+    result = Formulas()
+    for label, p, g in zip(labels, params, grads):
+        result[label] = _formula_of(g, p, dict(node_names), constant_ids, intermediates)
+    return result[labels[0]] if single else result
+
+
+def _formula_of(gradient, param, names, constant_ids, intermediates) -> Formula:
+    shape = tuple(param.shape)
+    if gradient is None:
+        return Formula(sympy.Integer(0), {}, {}, {}, None, shape)
+    builder = _Builder(names, _constant_buffers(gradient._node, names) | constant_ids)
+    expr, printed = builder.build(gradient._node)
+    if tuple(printed) != shape and not (printed == () and False):
+        expr = builder.exact(expr, printed, shape) if _strip(printed) != _strip(shape) or len(printed) > len(shape) \
+            else expr
+    expr, parts = _simplify(expr, builder.parts)
+    named = _choose_names(expr, parts, names, intermediates)
+    inputs = {}
+    for name, node in sorted(builder.used_names.items()):
+        inputs[name] = Tensor._wrap(node) if node.realized or True else None
+    inputs = {n: t for n, t in inputs.items() if re.search(rf"\b{re.escape(n)}\b", _NumpyPrinter(parts, named).doprint(expr))}
+    f = Formula(expr, parts, named, inputs, gradient, shape)
+    text = str(f)
+    if not _walrus_in_order(text, named.values()):
+        f = Formula(expr, parts, {}, inputs, gradient, shape)
+    return f
+
+
+def _constant_buffers(root, names) -> set:
+    """Unnamed realized one-element (or tiny) buffers: values a library call made, written as numbers."""
+    out = set()
+    for node in _postorder(root, names):
+        if node.op == "BUFFER" and id(node) not in names and node.numel <= 8:
+            out.add(id(node))
+    return out
+
+
+def _simplify(expr, parts):
+    """Tidy every SymPy piece (the formula and the operands of each part), bounded by size."""
+    for part in parts.values():
+        part.operands = [_tidy(o) for o in part.operands]
+    return _tidy(expr), parts
+
+
+def _choose_names(expr, parts, names, intermediates) -> dict:
+    """Parts used more than once whose text is longer than a name get one (`h`, or the caller's name)."""
+    uses: dict = {}
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        for s in (e.free_symbols if isinstance(e, sympy.Basic) else ()):
+            if s in parts:
+                uses[s] = uses.get(s, 0) + _count(e, s)
+    # uses inside other parts count too (a part used by two parts is printed twice)
+    for symbol, part in parts.items():
+        for o in part.operands:
+            for s in o.free_symbols if isinstance(o, sympy.Basic) else ():
+                if s in parts:
+                    uses[s] = uses.get(s, 0) + _count(o, s)
+    live = _live_parts(expr, parts)
+    taken = set(names.values())
+    named = {}
+    printer = _NumpyPrinter(parts, {}, walrus=False)
+    for symbol in sorted(live, key=lambda s: int(s.name[2:])):
+        text = printer.render(parts[symbol])
+        if uses.get(symbol, 0) < 2 or len(text) <= 3:
+            continue
+        node = parts[symbol].node
+        name = intermediates.get(id(node)) if node is not None else None
+        if name is None or name in taken:
+            name = next(n for n in ("h", *(f"h{k}" for k in range(1, 100))) if n not in taken)
+        taken.add(name)
+        named[symbol] = name
+    return named
+
+
+def _count(expr, symbol):
+    return sum(1 for s in sympy.preorder_traversal(expr) if s == symbol)
+
+
+def _live_parts(expr, parts):
+    live, stack = set(), [expr]
+    while stack:
+        e = stack.pop()
+        for s in e.free_symbols if isinstance(e, sympy.Basic) else ():
+            if s in parts and s not in live:
+                live.add(s)
+                stack.extend(parts[s].operands)
+    return live
+
+
+def _walrus_in_order(text, names) -> bool:
+    """Each `(name := ...)` comes before every other use of the name (Python evaluates left to right)."""
+    for name in names:
+        first = re.search(rf"\b{re.escape(name)}\b", text)
+        if first is None or not text[first.start() - 1:].startswith(f"({name} :="):
+            return False
+    return True
+
+
+# -- inspect ----------------------------------------------------------------------------------------
 @dataclass
 class Inspection:
     """The kernels of one program: formulas, LLVM IR and assembly."""
@@ -66,3 +1078,8 @@ def inspect(*tensors: Tensor, names: dict | None = None) -> Inspection:
         if id(leaf) in by_node:
             labels[("in", slot)] = by_node[id(leaf)]
     return Inspection(list(plan.program.kernels), plan.native.ir, plan.native, labels)
+
+
+def to_dot(tensor: Tensor) -> str:
+    """Graphviz DOT text of `tensor`'s recorded graph; filled in below."""
+    raise NotImplementedError
