@@ -1088,7 +1088,7 @@ class Tensor:
     def mm(self, mat2):
         """Matrix product of two matrices."""
         for t in (self, mat2):
-            if t.dim() != 2:
+            if len(t._cell.node.shape) != 2:
                 raise RuntimeError("self must be a matrix" if t is self else "mat2 must be a matrix")
         _check_product(self, mat2)
         return _apply(OPS["MATMUL"], (self, mat2), name="MmBackward0")
@@ -1405,6 +1405,10 @@ def _check_index_tensor(x, index, dim, name, src=None):
 
 
 def _check_product(a, b):
+    node_a, node_b = a._cell.node, b._cell.node
+    if node_a.dtype in ("float32", "float64") and node_a.dtype == node_b.dtype and (
+            node_a.shape[-1] == node_b.shape[-2]):
+        return  # the common case, without building dtype and Size objects
     if not a.dtype.is_floating_point or not b.dtype.is_floating_point:
         raise NotImplementedError(f"matrix products of {a.dtype} and {b.dtype} tensors are not implemented "
                                   "(BLAS has float32 and float64); convert with .float() or .double()")
