@@ -15,9 +15,12 @@ from __future__ import annotations
 import ctypes
 import functools
 import itertools
+import re
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
+
+from . import cache
 
 PROGRAM_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -30,16 +33,27 @@ class _Counter:
 
 
 _compiles = _Counter()
+_disk_loads = _Counter()
 _library_names = itertools.count()
+_BLAS_DECLARATION = re.compile(r"^declare [^@\n]*@\"?(scipy_cblas_\w+)", re.MULTILINE)
 
 
 def compile_count() -> int:
-    """Number of modules compiled to native code so far in this process.
+    """Number of modules made native so far in this process (compiled, or loaded from the disk cache).
 
     >>> isinstance(compile_count(), int)
     True
     """
     return _compiles.value
+
+
+def disk_load_count() -> int:
+    """How many of those came from the disk cache instead of LLVM's code generator."""
+    return _disk_loads.value
+
+
+# What `optimize` runs; part of the disk cache key, so change it with the pipeline.
+PIPELINE = "speed_level=3 loop_vectorization slp_vectorization loop_unrolling loop_interleaving"
 
 
 @functools.cache
@@ -50,12 +64,13 @@ def _host():
     # NOTE: cascadelake prefers 256-bit vectors; dropping that preference gives zmm code, 1.3-1.9x
     # faster on in-cache transcendental kernels (shared/notes, section 2).
     features = llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"
-    tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=features, opt=3, jit=True)
-    return tm, llvm.create_lljit_compiler(tm)
+    cpu = llvm.get_host_cpu_name()
+    tm = target.create_target_machine(cpu=cpu, features=features, opt=3, jit=True)
+    return tm, llvm.create_lljit_compiler(tm), cpu, features
 
 
 def target_machine():
-    """The host target machine (CPU name and feature string are part of any cache key)."""
+    """The host target machine (its CPU name and feature string are part of the disk cache key)."""
     return _host()[0]
 
 
@@ -77,12 +92,16 @@ def optimize(ir_text: str):
 
 
 def external_symbols(module) -> dict[str, int]:
-    """Addresses for the functions `module` declares that the process does not export by name.
+    """Addresses for the functions `module` (a ModuleRef or IR text) declares that the process does not
+    export by name.
 
     Only BLAS today: numpy loads its OpenBLAS privately (RTLD_LOCAL), so `add_current_process()`
     cannot see `scipy_cblas_*`. Modules that call no BLAS never touch (or need) OpenBLAS.
     """
-    wanted = [f.name for f in module.functions if f.is_declaration and f.name.startswith("scipy_cblas_")]
+    if isinstance(module, str):
+        wanted = sorted(set(_BLAS_DECLARATION.findall(module)))
+    else:
+        wanted = [f.name for f in module.functions if f.is_declaration and f.name.startswith("scipy_cblas_")]
     if not wanted:
         return {}
     from . import blas
@@ -100,23 +119,46 @@ class Compiled:
 
     address: int
     object_code: bytes
-    optimized_ir: str
+    ir_text: str
+    from_disk: bool  # loaded from the disk cache rather than compiled
     _library: object
+    _optimized: str | None = None
+
+    @property
+    def optimized_ir(self) -> str:
+        """The IR after the O3 pipeline (recomputed on demand for a program loaded from disk)."""
+        if self._optimized is None:
+            self._optimized = str(optimize(self.ir_text))
+        return self._optimized
 
     def assembly(self) -> str:
         return target_machine().emit_assembly(llvm.parse_assembly(self.optimized_ir))
 
 
 def compile_ir(ir_text: str, entry: str) -> Compiled:
-    """Optimise and link `ir_text`; return the address of its function `entry`."""
-    tm, lljit = _host()
+    """Optimise and link `ir_text`, or load its object code from the disk cache; return the address of
+    its function `entry`."""
+    tm, lljit, cpu, features = _host()
+    key = cache.entry_key(ir_text + entry, cpu, features, PIPELINE)
+    object_code, optimized = cache.load(key), None
+    if object_code is not None:
+        try:
+            return _link(lljit, object_code, ir_text, entry, None, from_disk=True)
+        except RuntimeError:
+            pass  # an entry that will not link is compiled again and replaced, never used
     module = optimize(ir_text)
     optimized = str(module)
     object_code = tm.emit_object(module)
-    name = f"symgrad{next(_library_names)}"
+    cache.store(key, object_code)
+    return _link(lljit, object_code, ir_text, entry, optimized, from_disk=False)
+
+
+def _link(lljit, object_code, ir_text, entry, optimized, from_disk) -> Compiled:
     builder = llvm.JITLibraryBuilder().add_object_img(object_code).add_current_process()
-    for symbol, address in external_symbols(module).items():
+    for symbol, address in external_symbols(ir_text).items():
         builder = builder.import_symbol(symbol, address)
-    library = builder.export_symbol(entry).link(lljit, name)
+    library = builder.export_symbol(entry).link(lljit, f"symgrad{next(_library_names)}")
     _compiles.value += 1
-    return Compiled(library[entry], object_code, optimized, library)
+    if from_disk:
+        _disk_loads.value += 1
+    return Compiled(library[entry], object_code, ir_text, from_disk, library, optimized)
