@@ -15,13 +15,13 @@ import sys
 
 def main(argv=None) -> None:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    from benchmarks import adam_step, cold_start, elementwise, mlp_step
+    from benchmarks import adam_step, cold_start, elementwise, linreg_epoch, mlp_step
 
     parser = argparse.ArgumentParser(description="run every symgrad benchmark")
     parser.add_argument("--markdown", help="also write the tables to this Markdown file")
     args = parser.parse_args(argv)
     tables = []
-    for module in (elementwise, mlp_step, adam_step, cold_start):
+    for module in (elementwise, mlp_step, adam_step, linreg_epoch, cold_start):
         tables.append(module.main([]))
         print()
     if args.markdown:

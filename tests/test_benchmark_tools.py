@@ -24,3 +24,11 @@ def test_markdown_record_holds_every_table(tmp_path):
     assert text.startswith("# Benchmarks")
     assert "```\ntable one\n  row\n```" in text and "```\ntable two\n```" in text
     assert "llvmlite" in text and "numpy" in text
+
+
+def test_the_linear_regression_benchmark_runs_and_checks_itself():
+    from benchmarks import linreg_epoch
+
+    lines = linreg_epoch.main(["--rounds", "1"])
+    assert any(line.strip().startswith("symgrad") for line in lines)
+    assert any("numpy floor" in line for line in lines)
