@@ -38,14 +38,14 @@ import numpy as np
 from . import tensor as _tensor
 from .autograd import AccumulateGrad, GradMode, _topological
 from .graph import Node, pending_postorder
-from .schedule import MOVEMENT, mark_used, plan_for, resolve_views
+from .schedule import MOVEMENT, cached_plan, plan_for, resolve_views
 
 # NOTE: a segment this long is not tracked further: its templates would hold every node it made alive.
 MAX_CALLS = 4096
 # A pending value from before a segment is described op by op in its guards up to this size.
 MAX_OUTSIDE_NODES = 64
 # NOTE: a program that never repeats itself grows the trie without end; past this size it starts over.
-MAX_STEPS = 50_000
+MAX_STEPS = 20_000
 # How many times a path is walked before its templates are captured (the third walk replays).
 CAPTURE_ON_VISIT = 2
 
@@ -102,12 +102,14 @@ class _BackwardTemplate:
 
 
 class _FlushTemplate:
-    """A captured flush: the plan and where its targets, input buffers and runtime scalars come from."""
+    """A captured flush: its plan's structural key (the plan stays in the bounded program cache) and
+    where its targets, input buffers and runtime scalars come from."""
 
-    __slots__ = ("plan", "targets", "leaves", "scalars", "views")
+    __slots__ = ("plan_key", "targets", "leaves", "scalars", "views")
 
-    def __init__(self, plan, targets, leaves, scalars, views):
-        self.plan, self.targets, self.leaves, self.scalars, self.views = plan, targets, leaves, scalars, views
+    def __init__(self, plan_key, targets, leaves, scalars, views):
+        self.plan_key, self.targets, self.leaves = plan_key, targets, leaves
+        self.scalars, self.views = scalars, views
 
 
 class _Segment:
@@ -612,11 +614,11 @@ def flush(nodes, cells, realize_now) -> None:
     step = segment.step
     template = step.flushes.get(key)
     flat = segment.flat
-    if template is not None:
-        mark_used(template.plan)
+    plan = cached_plan(template.plan_key) if template is not None else None
+    if plan is not None:
         resolve_views([flat[r] for r in template.views])
-        template.plan.run([flat[r] for r in template.targets], [flat[r] for r in template.leaves],
-                          [flat[r] for r in template.scalars])
+        plan.run([flat[r] for r in template.targets], [flat[r] for r in template.leaves],
+                 [flat[r] for r in template.scalars])
         Replay.replayed_flushes += 1
         return
     moves = [(r, node) for r, node in enumerate(flat) if node.op in MOVEMENT and node.buffer is None]
@@ -628,7 +630,7 @@ def flush(nodes, cells, realize_now) -> None:
     known = segment.known
     refs = [tuple(known.get(id(n)) for n in group) for group in (targets, leaves, scalars)]
     if all(r is not None for group in refs for r in group):
-        step.flushes[key] = _FlushTemplate(plan, *refs, views)
+        step.flushes[key] = _FlushTemplate(plan.key, *refs, views)
     plan.run(targets, leaves, scalars)
 
 

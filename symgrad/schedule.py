@@ -97,10 +97,14 @@ def plan_for(nodes, store_if_computed=()):
     return plan, targets, leaves, scalars
 
 
-def mark_used(plan) -> None:
-    """Count a run of `plan` that skipped `plan_for` (a replayed flush) as a use, so the cache keeps it."""
+def cached_plan(key):
+    """The cached plan of structural `key`, counted as a use (None once the cache let it go): how a
+    replayed flush, which skips `plan_for`, finds its plan without holding it past the cache's bound."""
     plans = _ProgramCache.plans
-    plans[plan.key] = plans.pop(plan.key, plan)
+    plan = plans.pop(key, None)
+    if plan is not None:
+        plans[key] = plan
+    return plan
 
 
 def _unique(nodes):

@@ -194,3 +194,18 @@ def test_a_pending_value_from_before_the_loop_is_replayed():
 
     replayed = run_twice(step, steps=10)
     assert replayed["flushes"] >= 6, replayed
+
+
+def test_a_replayed_flush_whose_plan_left_the_cache_plans_again():
+    # captured flushes keep only the plan's key, so the bounded program cache stays the one bound
+    from symgrad.schedule import _ProgramCache
+
+    loop = two_layer_loop(lambda k: (1e-3, 1e-3), lambda k: "relu")
+
+    def step(k):
+        if k in (4, 6):
+            _ProgramCache.plans.clear()
+        return loop(k)
+
+    replayed = run_twice(step, steps=9)
+    assert replayed["flushes"] >= 3, replayed
