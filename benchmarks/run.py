@@ -17,15 +17,44 @@ def main(argv=None) -> None:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     from benchmarks import adam_step, cold_start, elementwise, linreg_epoch, mlp_step
 
+    from benchmarks.timing import summary
+
     parser = argparse.ArgumentParser(description="run every symgrad benchmark")
     parser.add_argument("--markdown", help="also write the tables to this Markdown file")
+    parser.add_argument("--png", help="also draw symgrad's ratios to torch eager into this PNG (needs matplotlib)")
     args = parser.parse_args(argv)
+    modules = (elementwise, mlp_step, adam_step, linreg_epoch, cold_start)
     tables = []
-    for module in (elementwise, mlp_step, adam_step, linreg_epoch, cold_start):
+    for k, module in enumerate(modules):
+        print(f"[{k + 1}/{len(modules)}] {module.__name__.split('.')[-1]} ...", file=sys.stderr, flush=True)
         tables.append(module.main([]))
         print()
+    rows = summary(tables)
+    print("\n".join(rows))
     if args.markdown:
-        _write_markdown(args.markdown, tables)
+        _write_markdown(args.markdown, tables + [rows])
+    if args.png:
+        _draw(args.png, tables)
+
+
+def _draw(path, tables) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("--png needs matplotlib (pip install matplotlib); no chart written", file=sys.stderr)
+        return
+    timed = [t for t in tables if "symgrad" in getattr(t, "medians", {}) and t.baseline.startswith("torch")]
+    names = [t.title.split(",")[0].split(" (")[0] for t in timed]
+    ratios = [t.medians["symgrad"] / t.medians[t.baseline] for t in timed]
+    figure, axes = plt.subplots(figsize=(7, 3))
+    axes.barh(names, ratios)
+    axes.axvline(1.0, color="black", linewidth=0.8)
+    axes.set_xlabel("symgrad time / torch eager time (1 thread; lower is faster)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
 
 
 def _write_markdown(path, tables) -> None:

@@ -46,7 +46,15 @@ def step_benchmark(argv, doc, data, symgrad_step, numpy_step, torch_step):
     return args, contenders, "torch eager (1 thread)"
 
 
-def report(title: str, medians: dict, baseline: str, lines: list[str] | None = None) -> list[str]:
+class Table(list):
+    """The printed lines of one benchmark, with the medians behind them (for the summary and chart)."""
+
+    def __init__(self, lines, title="", medians=None, baseline=""):
+        super().__init__(lines)
+        self.title, self.medians, self.baseline = title, dict(medians or {}), baseline
+
+
+def report(title: str, medians: dict, baseline: str, lines: list[str] | None = None) -> Table:
     """Lines with each median and its ratio to `baseline` (printed and returned)."""
     out = [title]
     base = medians.get(baseline)
@@ -56,7 +64,23 @@ def report(title: str, medians: dict, baseline: str, lines: list[str] | None = N
     for line in lines or []:
         out.append("  " + line)
     print("\n".join(out), flush=True)
-    return out
+    return Table(out, title, medians, baseline)
+
+
+def summary(tables) -> list[str]:
+    """One row per timed workload: symgrad's median and its ratios to torch eager and to numpy."""
+    rows = ["| workload | symgrad | / torch eager | / numpy by hand |", "|---|---|---|---|"]
+    for table in tables:
+        medians = getattr(table, "medians", {})
+        if "symgrad" not in medians:
+            continue
+        ours = medians["symgrad"]
+        ratio = {name: f"{ours / value:.2f}x" for name, value in medians.items() if value}
+        torch_ratio = next((r for name, r in ratio.items() if name.startswith("torch")), "-")
+        numpy_ratio = next((r for name, r in ratio.items() if name.startswith("numpy")), "-")
+        rows.append(f"| {table.title.split(',')[0].split(' (')[0]} | {ours * 1e3:.3f} ms | {torch_ratio} | "
+                    f"{numpy_ratio} |")
+    return rows
 
 
 def run_as_script(main) -> None:

@@ -32,3 +32,13 @@ def test_the_linear_regression_benchmark_runs_and_checks_itself():
     lines = linreg_epoch.main(["--rounds", "1"])
     assert any(line.strip().startswith("symgrad") for line in lines)
     assert any("numpy floor" in line for line in lines)
+
+
+def test_summary_has_a_row_per_timed_workload():
+    from benchmarks.timing import Table, summary
+
+    tables = [Table(["a"], "step one, 1 thread", {"symgrad": 1.0, "numpy (by hand)": 2.0, "torch eager": 4.0},
+                    "torch eager"),
+              ["untimed lines"]]
+    rows = summary(tables)
+    assert rows[2] == "| step one | 1000.000 ms | 0.25x | 0.50x |" and len(rows) == 3
