@@ -77,8 +77,9 @@ class _Step:
 # References in templates are integers: r >= 0 is position r of the segment's node list (every node its
 # calls built and every outside value they used, in order), r < 0 is operand ~r of the call itself.
 class _CallTemplate:
-    """The nodes one call builds: (op, input references, arg, shape, dtype, pending size, float operand
-    giving arg or None, the node itself if it is a constant) each, the reference of its result, and what its floats must satisfy."""
+    """The nodes one call builds, each as (op, input references, arg, shape, dtype, pending size, the
+    float operand giving arg or None, the node itself if it is a constant); the reference of its
+    result; and what its float operands must satisfy."""
 
     __slots__ = ("entries", "out", "records", "exact", "links", "checked")
 
