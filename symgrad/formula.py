@@ -65,7 +65,7 @@ def _erf(x):
 
 def _scatter_add(base, index, src, axis):
     """torch's `base.scatter_add(axis, index, src)` as a new array (numpy's add.at works in place)."""
-    out = np.array(base, copy=True)
+    out = np.array(base, dtype=np.result_type(base, src), copy=True)
     index = np.asarray(index)
     positions = list(np.indices(index.shape, sparse=True))
     positions[axis] = index
@@ -153,7 +153,7 @@ class _Builder:
 
     # -- parts ---------------------------------------------------------------------------------------
     def part(self, kind, operands, params, shape, node=None) -> sympy.Symbol:
-        key = (kind, tuple(sympy.srepr(o) for o in operands), params)
+        key = (kind, tuple(sympy.srepr(o) for o in operands), repr(params))
         found = self._part_keys.get(key)
         if found is not None:
             return found
@@ -209,7 +209,14 @@ class _Builder:
         args = [self.values[id(i)] for i in node.inputs]
         op = OPS.get(node.op)
         if op is not None and op.kind == "elementwise":
-            return op.formula(*(a for a, _ in args)), _broadcast(*(s for _, s in args))
+            shape = _broadcast(*(s for _, s in args))
+            try:
+                return op.formula(*(a for a, _ in args)), shape
+            except (AttributeError, TypeError):
+                # SymPy's set logic cannot reason about some conditions (isnan in a Piecewise): hand it
+                # the compound operands as opaque parts, which print the same
+                opaque = [a if a.is_Atom else self.part("expr", [a], (), s) for a, s in args]
+                return op.formula(*opaque), shape
         handler = getattr(self, f"_{node.op.lower()}", None)
         if handler is None:
             raise NotImplementedError(f"formula(): no rule to print {node.op} nodes")
@@ -243,7 +250,7 @@ class _Builder:
             dropped = self._drop_keepdims(expr, shape, new)
             if dropped is not None:
                 return dropped, _strip(new)
-            if _strip(new) == _strip(tuple(shape)):
+            if _strip(new) == _strip(tuple(shape)) and len(shape) <= len(target):
                 return expr, shape
             return self.part("reshape", [expr], (new,), new), new
         full = self.exact(expr, shape, source)
@@ -350,14 +357,25 @@ class _Builder:
         return self.part("slice", [expr], (tuple(index),), tuple(new)), tuple(new)
 
     def _assemble(self, node, args):
-        regions, shape = node.arg, node.shape
-        parts = [self.exact(e, s, i.shape) for (e, s), i in zip(args, node.inputs)]
+        regions, shape = list(node.arg), node.shape
+        items = list(zip(args, node.inputs, regions))
         full = tuple((0, 1) for _ in shape)
-        if (len(parts) == 2 and regions[0] == full and parts[0] == 0
-                and all(step == 1 for _, step in regions[1])):
-            widths = tuple((start, n - start - m) for (start, _), n, m in zip(regions[1], shape, node.inputs[1].shape))
-            return self.part("pad", [parts[1]], (widths,), shape), shape
-        return self.part("assemble", parts, (tuple(shape), tuple(regions)), shape), shape
+        # a part that covers everything hides the parts before it
+        last_full = max((k for k, (_, i, r) in enumerate(items) if r == full and i.shape == shape), default=0)
+        items = items[last_full:]
+        # zeros written first onto a new (zero) buffer change nothing
+        while len(items) > 1 and items[0][0][0] == 0:
+            items = items[1:]
+        if len(items) == 1:
+            (expr, printed), part, region = items[0]
+            if region == full and part.shape == shape:
+                return expr, printed
+            if all(step == 1 for _, step in region):
+                widths = tuple((start, n - start - m) for (start, _), n, m in zip(region, shape, part.shape))
+                return self.part("pad", [self.exact(expr, printed, part.shape)], (widths,), shape), shape
+        parts = [self.exact(e, s, i.shape) for (e, s), i, _ in items]
+        regions = tuple(r for _, _, r in items)
+        return self.part("assemble", parts, (tuple(shape), regions), shape), shape
 
     def _gather(self, node, args):
         (x, sx), (index, si) = args
@@ -425,11 +443,29 @@ def _tidy(expr):
 
 
 def _candidates(expr):
-    for rewrite in (sympy.factor, sympy.factor_terms, lambda e: sympy.factor_terms(sympy.expand(e)), sympy.cancel):
+    # factor and cancel work on polynomials: fast on small degrees and integers, unbounded otherwise
+    # (factoring 3*x - 1e4 turns the float into a huge rational), so they run only on tame input
+    algebraic = (sympy.factor, sympy.cancel) if _tame(expr) else ()
+    for rewrite in (*algebraic[:1], sympy.factor_terms, lambda e: sympy.factor_terms(sympy.expand(e)),
+                    *algebraic[1:]):
         try:
             yield rewrite(expr)
-        except (sympy.PolynomialError, TypeError, ValueError, NotImplementedError):
+        except (sympy.PolynomialError, TypeError, ValueError, NotImplementedError, AttributeError):
             continue
+
+
+def _tame(expr):
+    """A rational function of low degree with small integer coefficients (where factoring is quick)."""
+    for atom in sympy.preorder_traversal(expr):
+        if isinstance(atom, sympy.Pow):
+            if not (atom.exp.is_Integer and abs(atom.exp) <= 6):
+                return False
+        elif atom.is_Rational:
+            if max(abs(atom.p), abs(atom.q)) > 10**4:
+                return False
+        elif not isinstance(atom, (sympy.Add, sympy.Mul, sympy.Symbol)):
+            return False
+    return True
 
 
 def _size(expr):
@@ -454,6 +490,13 @@ class _NumpyPrinter(StrPrinter):
     def _precedence(self, item):
         if isinstance(item, sympy.Symbol) and item in self.parts and item not in self.named:
             return self.parts[item].precedence
+        # printed as Python operators: `a > b`, `a & b`, `a | b` (SymPy ranks them as functions)
+        if isinstance(item, sympy.core.relational.Relational):
+            return PRECEDENCE["Relational"]
+        if isinstance(item, sympy.And):
+            return PRECEDENCE["BitwiseAnd"]
+        if isinstance(item, sympy.Or):
+            return PRECEDENCE["BitwiseOr"]
         return precedence(item)
 
     def operand(self, expr, level=ATOM, strict=True):
@@ -503,12 +546,15 @@ class _NumpyPrinter(StrPrinter):
             return f"arange({p[0]})"
         if kind == "array":
             return f"array({p[0]})"
+        if kind == "expr":
+            return self.operand(o[0], ATOM)
         if kind == "trunc":
             return f"trunc({self._print(o[0])})"
         raise NotImplementedError(kind)
 
     def _print_Float(self, expr):
-        return repr(float(expr))
+        # 15 digits: 3*1e-05 is 3e-05, not 3.0000000000000004e-05 (float32 values carry far fewer)
+        return repr(float(f"{float(expr):.15g}"))
 
     def _print_Max(self, expr):
         return self._nest("maximum", expr.args)
@@ -539,6 +585,15 @@ class _NumpyPrinter(StrPrinter):
         op = {"==": "==", "!=": "!="}.get(expr.rel_op, expr.rel_op)
         level = precedence(expr)
         return f"{self.parenthesize(expr.lhs, level)} {op} {self.parenthesize(expr.rhs, level)}"
+
+    def _print_ITE(self, expr):
+        return f"where({', '.join(self._print(a) for a in expr.args)})"
+
+    def _print_And(self, expr):
+        return " & ".join(self.parenthesize(a, PRECEDENCE["BitwiseAnd"]) for a in expr.args)
+
+    def _print_Or(self, expr):
+        return " | ".join(self.parenthesize(a, PRECEDENCE["BitwiseOr"]) for a in expr.args)
 
     def _print_IsNan(self, expr):
         return f"isnan({self._print(expr.args[0])})"
@@ -1083,3 +1138,10 @@ def inspect(*tensors: Tensor, names: dict | None = None) -> Inspection:
 def to_dot(tensor: Tensor) -> str:
     """Graphviz DOT text of `tensor`'s recorded graph; filled in below."""
     raise NotImplementedError
+
+
+# `symgrad.formula` is this function (exported by symgrad/__init__.py), so the module's helpers ride on it
+formula.VOCABULARY = VOCABULARY
+formula.numpy_namespace = numpy_namespace
+formula.Formula = Formula
+formula.Formulas = Formulas

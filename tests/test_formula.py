@@ -4,12 +4,18 @@ Every formula here is checked the way a user would check it: the printed text is
 (arrays bound to the names, `symgrad.formula.VOCABULARY` bound to numpy functions) and compared with the
 gradient symgrad computes (`.backward()` or `autograd.grad`).
 """
+import pathlib
+import sys
+
 import numpy as np
 import pytest
 import sympy
 
 import symgrad
 from symgrad.formula import numpy_namespace
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from opcases import CASES, draw, quietly  # noqa: E402
 
 
 def numpy_value(f, **extra):
@@ -83,3 +89,37 @@ def test_two_layer_network_formulas_are_deterministic():
         loss = ((x @ w1).clamp(min=0) @ w2 - y).pow(2).sum()
         texts.add(str(symgrad.formula(loss, [w1, w2])))
     assert len(texts) == 1
+
+
+# -- every op of the op table: the printed formula, evaluated by numpy, is the gradient ---------------
+LETTERS = "abcdefg"
+
+
+def case_formulas(case):
+    """(formulas keyed by input letter, gradients symgrad computes) for one case of tests/opcases.py."""
+    arrays = draw(case, "float64")
+    tensors = [symgrad.tensor(a, requires_grad=spec.differentiable) for spec, a in zip(case.inputs, arrays)]
+    names = dict(zip(LETTERS, tensors))
+    out = quietly(lambda: case.fn(symgrad, *tensors))
+    grad_output = None
+    if out.dim() > 0:
+        grad_output = names["g"] = symgrad.tensor(np.random.default_rng(0).normal(size=tuple(out.shape)))
+    wrt = [t for spec, t in zip(case.inputs, tensors) if spec.differentiable]
+    formulas = symgrad.formula(out, wrt, names=names, grad_output=grad_output)
+    return formulas, symgrad.autograd.grad(out, wrt, grad_output, retain_graph=True)
+
+
+# NOTE: compared with symgrad's own gradient (what the formula describes), so a case's known gradient bug
+# (opcases' grad_bug, checked against torch elsewhere) is no reason to skip it here
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
+def test_op_table_round_trip(case):
+    formulas, grads = case_formulas(case)
+    assert list(formulas) == [k for k, spec in zip(LETTERS, case.inputs) if spec.differentiable]
+    for f, g in zip(formulas.values(), grads):
+        text = str(f)
+        assert "\n" not in text
+        compile(text, "<formula>", "eval")   # one line of Python
+        with np.errstate(all="ignore"):
+            value = numpy_value(f)
+        np.testing.assert_allclose(value, g.numpy(), rtol=1e-6, atol=1e-9, equal_nan=True, err_msg=text)
+        assert str(f) == text   # printing twice prints the same
