@@ -288,8 +288,18 @@ class _Builder:
         if len(shape) < rank:
             expr = self.part("reshape", [expr], (padded,), padded)
         if perm == (1, 0):
-            return self.part("T", [expr], (), moved), moved
+            return self.transpose(expr, moved), moved
         return self.part("transpose", [expr], (perm,), moved), moved
+
+    def transpose(self, expr, shape):
+        """expr.T, with (a @ b).T written b.T @ a.T and a.T.T as a (as people simplify them)."""
+        part = self.parts.get(expr) if isinstance(expr, sympy.Symbol) else None
+        if part is not None and part.kind == "T":
+            return part.operands[0]
+        if part is not None and part.kind == "matmul" and len(part.shape) == 2:
+            a, b = part.operands
+            return self.part("matmul", [self.transpose(b, shape), self.transpose(a, shape)], (), shape)
+        return self.part("T", [expr], (), shape)
 
     def _reduce(self, kind, node, args):
         (expr, shape), = args
@@ -310,6 +320,9 @@ class _Builder:
             return expr, shape
         new = tuple(1 if k in real else n for k, n in enumerate(shape))
         if len(real) == len([n for n in shape if n != 1]):
+            # a reduction of everything swallows reductions of the same kind inside it
+            while isinstance(expr, sympy.Symbol) and expr in self.parts and self.parts[expr].kind == kind:
+                expr = self.parts[expr].operands[0]
             return self.part(kind, [expr], (None, False), ()), ()
         return self.part(kind, [expr], (tuple(real), True), new), new
 
@@ -489,7 +502,8 @@ class _NumpyPrinter(StrPrinter):
 
     def _precedence(self, item):
         if isinstance(item, sympy.Symbol) and item in self.parts and item not in self.named:
-            return self.parts[item].precedence
+            part = self.parts[item]
+            return self._precedence(part.operands[0]) if part.kind == "expr" else part.precedence
         # printed as Python operators: `a > b`, `a & b`, `a | b` (SymPy ranks them as functions)
         if isinstance(item, sympy.core.relational.Relational):
             return PRECEDENCE["Relational"]
@@ -497,6 +511,8 @@ class _NumpyPrinter(StrPrinter):
             return PRECEDENCE["BitwiseAnd"]
         if isinstance(item, sympy.Or):
             return PRECEDENCE["BitwiseOr"]
+        if isinstance(item, (sympy.Function, sympy.Piecewise, sympy.Max, sympy.Min, IsNan)):
+            return ATOM   # printed as a call: f(...)
         return precedence(item)
 
     def operand(self, expr, level=ATOM, strict=True):
@@ -547,7 +563,7 @@ class _NumpyPrinter(StrPrinter):
         if kind == "array":
             return f"array({p[0]})"
         if kind == "expr":
-            return self.operand(o[0], ATOM)
+            return self._print(o[0])
         if kind == "trunc":
             return f"trunc({self._print(o[0])})"
         raise NotImplementedError(kind)
@@ -582,9 +598,9 @@ class _NumpyPrinter(StrPrinter):
         return text
 
     def _print_Relational(self, expr):
-        op = {"==": "==", "!=": "!="}.get(expr.rel_op, expr.rel_op)
-        level = precedence(expr)
-        return f"{self.parenthesize(expr.lhs, level)} {op} {self.parenthesize(expr.rhs, level)}"
+        op = expr.rel_op
+        level = self._precedence(expr)
+        return f"{self.parenthesize(expr.lhs, level)} {op} {self.parenthesize(expr.rhs, level, strict=True)}"
 
     def _print_ITE(self, expr):
         return f"where({', '.join(self._print(a) for a in expr.args)})"
@@ -1001,6 +1017,7 @@ def _formula_of(gradient, param, names, constant_ids, intermediates) -> Formula:
         expr = builder.exact(expr, printed, shape) if _strip(printed) != _strip(shape) or len(printed) > len(shape) \
             else expr
     expr, parts = _simplify(expr, builder.parts)
+    expr = _share_subexpressions(expr, parts, lambda kind, operands: builder.part(kind, operands, (), ()))
     named = _choose_names(expr, parts, names, intermediates)
     inputs = {}
     for name, node in sorted(builder.used_names.items()):
@@ -1030,35 +1047,76 @@ def _simplify(expr, parts):
 
 
 def _choose_names(expr, parts, names, intermediates) -> dict:
-    """Parts used more than once whose text is longer than a name get one (`h`, or the caller's name)."""
-    uses: dict = {}
-    stack = [expr]
-    while stack:
-        e = stack.pop()
-        for s in (e.free_symbols if isinstance(e, sympy.Basic) else ()):
-            if s in parts:
-                uses[s] = uses.get(s, 0) + _count(e, s)
-    # uses inside other parts count too (a part used by two parts is printed twice)
-    for symbol, part in parts.items():
-        for o in part.operands:
-            for s in o.free_symbols if isinstance(o, sympy.Basic) else ():
-                if s in parts:
-                    uses[s] = uses.get(s, 0) + _count(o, s)
+    """Parts printed more than once get a name when naming them makes the text shorter (`h`, `h1`, ...,
+    or the caller's variable name for that value)."""
     live = _live_parts(expr, parts)
+    uses: dict = {}
+    for tree in [expr, *(o for s in live for o in parts[s].operands)]:
+        for s in sympy.preorder_traversal(tree):
+            if s in live:
+                uses[s] = uses.get(s, 0) + 1
     taken = set(names.values())
     named = {}
     printer = _NumpyPrinter(parts, {}, walrus=False)
     for symbol in sorted(live, key=lambda s: int(s.name[2:])):
+        count = uses.get(symbol, 0)
         text = printer.render(parts[symbol])
-        if uses.get(symbol, 0) < 2 or len(text) <= 3:
+        # (count - 1) copies of the text are saved; `(h := )` and the names cost about 6 + 2 * count
+        if count < 2 or (count - 1) * len(text) <= 8 + 2 * count:
             continue
         node = parts[symbol].node
         name = intermediates.get(id(node)) if node is not None else None
-        if name is None or name in taken:
-            name = next(n for n in ("h", *(f"h{k}" for k in range(1, 100))) if n not in taken)
+        named[symbol] = name if name is not None and name not in taken else None
         taken.add(name)
-        named[symbol] = name
-    return named
+    # h, h1, h2, ... numbered in the order the definitions are read
+    named = _definition_order(named, parts)
+    fresh = (n for n in ("h", *(f"h{k}" for k in range(1, 10**4))) if n not in taken)
+    return {symbol: name if name is not None else next(fresh) for symbol, name in named.items()}
+
+
+def _definition_order(named, parts) -> dict:
+    """`named` reordered so that every name is defined after the names its definition uses."""
+    order, done = [], set()
+    for root in named:
+        stack = [(root, False)]
+        while stack:
+            symbol, expanded = stack.pop()
+            if expanded:
+                if symbol in named and symbol not in order:
+                    order.append(symbol)
+                continue
+            if symbol in done:
+                continue
+            done.add(symbol)
+            stack.append((symbol, True))
+            for o in parts[symbol].operands:
+                stack.extend((s, False) for s in sorted(o.free_symbols, key=str) if s in parts and s not in done)
+    return {symbol: named[symbol] for symbol in order}
+
+
+def _share_subexpressions(expr, parts, new_part):
+    """Elementwise subexpressions printed more than once (`maximum(x @ w1, 0)`) become parts of their
+    own, so that `_choose_names` can name them. Largest first; bounded by the formula's size."""
+    for _ in range(20):
+        trees = [expr, *(o for s in _live_parts(expr, parts) for o in parts[s].operands)]
+        counts: dict = {}
+        for tree in trees:
+            for sub in sympy.preorder_traversal(tree):
+                if sub.is_Atom or isinstance(sub, (sympy.Tuple, sympy.functions.elementary.piecewise.ExprCondPair)):
+                    continue
+                counts[sub] = counts.get(sub, 0) + 1
+        printer = _NumpyPrinter(parts, {}, walrus=False)
+        shared = [sub for sub, n in counts.items() if n >= 2 and len(printer.doprint(sub)) >= 8]
+        if not shared:
+            return expr
+        sub = max(shared, key=lambda e: (sympy.count_ops(e), sympy.default_sort_key(e)))
+        symbol = new_part("expr", [sub])
+        replace = {sub: symbol}
+        expr = expr.xreplace(replace)
+        for s in list(parts):
+            if s != symbol:
+                parts[s].operands = [o.xreplace(replace) for o in parts[s].operands]
+    return expr
 
 
 def _count(expr, symbol):
