@@ -959,7 +959,7 @@ def formula(output: Tensor, wrt, names: dict | None = None, grad_output: Tensor 
     more than once is named once with `:=` (`where h = ...` in `f.pretty()`).
 
     >>> import symgrad
-    >>> a = symgrad.ones(1, requires_grad=True)
+    >>> a = symgrad.tensor([1.0], requires_grad=True)
     >>> d = 3 * (1 * a) + 4 * (2 * a)
     >>> print(symgrad.formula(d ** 2, a))
     242*a
@@ -1193,9 +1193,99 @@ def inspect(*tensors: Tensor, names: dict | None = None) -> Inspection:
     return Inspection(list(plan.program.kernels), plan.native.ir, plan.native, labels)
 
 
-def to_dot(tensor: Tensor) -> str:
-    """Graphviz DOT text of `tensor`'s recorded graph; filled in below."""
-    raise NotImplementedError
+def to_dot(tensor: Tensor, names: dict | None = None, svg: str | None = None) -> str:
+    """Graphviz DOT text of `tensor`'s forward graph (its `grad_fn` chain, as torch records it) and of its
+    backward graph (the gradient graph `autograd.grad` builds for the leaves that require grad).
+
+    Leaves are labelled with `names={"x": x}`, else the caller's variable names. With `svg="out.svg"` the
+    text is also rendered there when Graphviz's `dot` program is installed (returns the text either way).
+
+    >>> import symgrad
+    >>> x = symgrad.tensor([1.0, 2.0], requires_grad=True)
+    >>> text = symgrad.to_dot((x * x).sum())
+    >>> print(text.splitlines()[0])
+    digraph symgrad {
+    >>> "SumBackward0" in text and "MulBackward0" in text and 'label="x (2,)"' in text
+    True
+    """
+    from .autograd import AccumulateGrad, grad_of
+    from .tensor import ones_like
+
+    leaves, _ = _caller_names(sys._getframe(1))
+    label_of = {key: name for key, (name, _) in leaves.items()}
+    label_of.update({id(t._node): name for name, t in (names or {}).items()})
+
+    lines = ["digraph symgrad {", "  rankdir=BT;", "  node [fontname=Helvetica, fontsize=10];"]
+    ids: dict[int, str] = {}
+
+    def ident(obj, prefix):
+        key = id(obj)
+        if key not in ids:
+            ids[key] = f"{prefix}{len(ids)}"
+        return ids[key]
+
+    # forward: the recorded functions, inputs below users, as torchviz draws them
+    lines += ["  subgraph cluster_forward {", '    label="forward (grad_fn)";']
+    variables, seen, stack = [], set(), [tensor.grad_fn or tensor._grad_node]
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if isinstance(fn, AccumulateGrad):
+            v = fn.variable
+            variables.append(v)
+            name = label_of.get(id(v._node), "")
+            label = f"{name} {tuple(v.shape)}".strip()
+            lines.append(f'    {ident(fn, "f")} [label="{label}", shape=box, style=filled, fillcolor=lightblue];')
+        else:
+            lines.append(f'    {ident(fn, "f")} [label="{type(fn).__name__}", shape=box];')
+        for child, _ in fn.next_functions:
+            if child is not None:
+                lines.append(f"    {ident(child, 'f')} -> {ident(fn, 'f')};")
+                stack.append(child)
+    lines.append("  }")
+
+    # backward: the gradient graph, one node per graph node, shared values drawn once
+    if variables:
+        seed = None if tensor.dim() == 0 else ones_like(tensor)
+        grads = grad_of(tensor, variables, seed, retain_graph=True, allow_unused=True)
+        lines += ["  subgraph cluster_backward {", '    label="backward (gradient graph)";']
+        roots = [(v, g) for v, g in zip(variables, grads) if g is not None]
+        for v, g in roots:
+            for node in _postorder(g._node, label_of):
+                me = ident(node, "n")
+                if id(node) in label_of:
+                    lines.append(f'    {me} [label="{label_of[id(node)]}", shape=box, style=filled, '
+                                 'fillcolor=lightblue];')
+                elif node.op in ("CONST", "SCALAR"):
+                    lines.append(f'    {me} [label="{_number(node.arg, node.dtype)}", shape=plaintext];')
+                else:
+                    lines.append(f'    {me} [label="{node.op} {node.shape}"];')
+                for child in node.inputs:
+                    lines.append(f"    {ident(child, 'n')} -> {me};")
+            name = label_of.get(id(v._node), "")
+            lines.append(f'    {ident(g, "g")} [label="d/d{name}", shape=oval, style=filled, fillcolor=palegreen];')
+            lines.append(f"    {ident(g._node, 'n')} -> {ident(g, 'g')};")
+        lines.append("  }")
+    lines.append("}")
+    text = "\n".join(_dedupe(lines)) + "\n"
+    if svg is not None:
+        import shutil
+        import subprocess
+
+        if shutil.which("dot"):
+            subprocess.run(["dot", "-Tsvg", "-o", svg], input=text, text=True, check=True)
+    return text
+
+
+def _dedupe(lines):
+    seen, out = set(), []
+    for line in lines:
+        if line.strip().startswith(("}", "label=", "subgraph")) or line not in seen:
+            out.append(line)
+            seen.add(line)
+    return out
 
 
 # `symgrad.formula` is this function (exported by symgrad/__init__.py), so the module's helpers ride on it

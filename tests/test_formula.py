@@ -183,3 +183,34 @@ def test_random_composition_round_trip(seed):
         expected = np.zeros(f.shape) if g is None else g.numpy()
         with np.errstate(all="ignore"):
             assert_round_trip(f, expected, rtol=1e-7, atol=1e-9)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    module = sys.modules["symgrad.formula"]   # `symgrad.formula` itself is the function
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted >= 20
+
+
+# -- to_dot ------------------------------------------------------------------------------------------
+def test_to_dot_draws_forward_and_backward_graphs():
+    x = symgrad.tensor([[1.0, 2.0]], requires_grad=True)
+    w = symgrad.tensor([[1.0], [2.0]], requires_grad=True)
+    out = (x @ w).tanh().sum()
+    text = symgrad.to_dot(out)
+    assert text.startswith("digraph symgrad {\n") and text.endswith("}\n")
+    assert text.count("{") == text.count("}")
+    forward, backward = text.split("subgraph cluster_backward")
+    for name in ("SumBackward0", "TanhBackward0", "MmBackward0"):
+        assert f'label="{name}"' in forward
+    assert 'label="x (1, 2)"' in forward and 'label="w (2, 1)"' in forward
+    # every recorded edge is drawn: sum <- tanh <- mm <- (x, w)
+    assert len([line for line in forward.splitlines() if "->" in line]) == 4
+    assert 'label="MATMUL (2, 1)"' in backward and 'label="d/dw"' in backward and 'label="d/dx"' in backward
+    assert symgrad.to_dot(out) == text   # deterministic
+
+
+def test_to_dot_of_a_tensor_without_history():
+    text = symgrad.to_dot(symgrad.ones(2))
+    assert "cluster_backward" not in text and text.endswith("}\n")
