@@ -162,12 +162,21 @@ class _Builder:
         self._part_keys[key] = symbol
         return symbol
 
+    def reshape(self, expr, shape, new):
+        """reshape(expr, new) for `expr` printed at `shape` (same size); a reshape of a reshape is one."""
+        part = self.parts.get(expr) if isinstance(expr, sympy.Symbol) else None
+        if part is not None and part.kind == "reshape":
+            expr, shape = part.operands[0], part.params[1]
+        if tuple(shape) == tuple(new):
+            return expr
+        return self.part("reshape", [expr], (tuple(new), tuple(shape)), tuple(new))
+
     def exact(self, expr, shape, target):
         """`expr` (printed at `shape`) as an array of exactly `target`'s shape."""
         if tuple(shape) == tuple(target):
             return expr
         if math.prod(shape) == math.prod(target) and _strip(shape) == _strip(target):
-            return self.part("reshape", [expr], (tuple(target),), target)
+            return self.reshape(expr, shape, target)
         return self.part("broadcast_to", [expr], (tuple(target),), target)
 
     # -- the walk ------------------------------------------------------------------------------------
@@ -252,16 +261,16 @@ class _Builder:
                 return dropped, _strip(new)
             if _strip(new) == _strip(tuple(shape)) and len(shape) <= len(target):
                 return expr, shape
-            return self.part("reshape", [expr], (new,), new), new
+            return self.reshape(expr, shape, new), new
         full = self.exact(expr, shape, source)
-        return self.part("reshape", [full], (tuple(target),), target), target
+        return self.reshape(full, source, target), target
 
     def _squeeze_all(self, expr, shape):
         if isinstance(expr, sympy.Symbol) and expr in self.parts and self.parts[expr].kind in REDUCTIONS:
             part = self.parts[expr]
             if part.params[0] is None or part.params[1]:
                 return self.part(part.kind, part.operands, (None, False), ())
-        return self.part("reshape", [expr], ((),), ())
+        return self.reshape(expr, shape, ())
 
     def _drop_keepdims(self, expr, shape, new):
         """sum(a, axis=k, keepdims=True) reshaped without axis k: sum(a, axis=k)."""
@@ -284,9 +293,9 @@ class _Builder:
             # the axes that hold data keep their order: a reshape (or nothing) is enough
             if _strip(moved) == _strip(tuple(shape)):
                 return expr, shape
-            return self.part("reshape", [expr], (moved,), moved), moved
+            return self.reshape(expr, shape, moved), moved
         if len(shape) < rank:
-            expr = self.part("reshape", [expr], (padded,), padded)
+            expr = self.reshape(expr, shape, padded)
         if perm == (1, 0):
             return self.transpose(expr, moved), moved
         return self.part("transpose", [expr], (perm,), moved), moved
@@ -546,7 +555,7 @@ class _NumpyPrinter(StrPrinter):
                 return f"{kind}({inner})"
             axis = axes[0] if len(axes) == 1 else axes
             return f"{kind}({inner}, axis={axis}{', keepdims=True' if keepdims else ''})"
-        if kind in ("reshape", "broadcast_to", "transpose"):
+        if kind in ("reshape", "broadcast_to", "transpose"):   # (reshape also keeps its operand's shape)
             return f"{kind}({self._print(o[0])}, {p[0]})"
         if kind == "slice":
             return f"{self.operand(o[0], ATOM)}[{_index_text(p[0])}]"
@@ -580,9 +589,11 @@ class _NumpyPrinter(StrPrinter):
 
     def _nest(self, name, args):
         args = sorted(args, key=lambda a: bool(a.is_Number))   # maximum(x, 0), as people write it
-        text = self._print(args[-1])
-        for arg in reversed(args[:-1]):
-            text = f"{name}({self._print(arg)}, {text})"
+        # printed left to right, the order Python evaluates them (a `(h := ...)` comes before uses of h)
+        texts = [self._print(a) for a in args]
+        text = texts[-1]
+        for arg in reversed(texts[:-1]):
+            text = f"{name}({arg}, {text})"
         return text
 
     def _print_Abs(self, expr):
@@ -592,9 +603,10 @@ class _NumpyPrinter(StrPrinter):
         pieces = list(expr.args)
         if pieces[-1].cond != sympy.true:
             pieces.append((sympy.nan, sympy.true))
+        texts = [(self._print(cond), self._print(value)) for value, cond in pieces[:-1]]
         text = self._print(pieces[-1][0])
-        for value, cond in reversed(pieces[:-1]):
-            text = f"where({self._print(cond)}, {self._print(value)}, {text})"
+        for cond, value in reversed(texts):
+            text = f"where({cond}, {value}, {text})"
         return text
 
     def _print_Relational(self, expr):

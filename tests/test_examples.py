@@ -64,3 +64,20 @@ def test_sequential_adam_seed(capsys):
     assert [int(line.split()[0]) for line in lines] == [99, 199, 299, 399, 499]
     losses = [float(line.split()[1]) for line in lines]
     assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
+
+
+def test_formulas_example_and_its_generated_page(capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["formulas.py"])
+    out = run_example("formulas.py", capsys)
+    assert "str(f)      3*(x + 2)/2" in out and "str(f)      242*a" in out
+    assert "d/dw1: x.T @ where(x @ w1 >= 0, 2*(maximum(x @ w1, 0) @ w2 - y) @ w2.T, 0)" in out
+    assert "d/dw2: (h := maximum(x @ w1, 0)).T @ (2*(h @ w2 - y))" in out
+    assert "False" not in out   # every "numpy reproduces it" check holds
+    # docs/formulas.md is this script's output, regenerated, never edited by hand
+    page = EXAMPLES.parent / "docs" / "formulas.md"
+    import subprocess
+    import sys
+
+    fresh = subprocess.run([sys.executable, str(EXAMPLES / "formulas.py"), "--markdown", "/dev/stdout"],
+                           capture_output=True, text=True, check=True).stdout
+    assert page.read_text() == fresh, "docs/formulas.md is stale: python examples/formulas.py --markdown docs/formulas.md"
