@@ -618,10 +618,15 @@ def flush(nodes, cells, realize_now) -> None:
     plan = cached_plan(template.plan_key) if template is not None else None
     if plan is not None:
         resolve_views([flat[r] for r in template.views])
-        plan.run([flat[r] for r in template.targets], [flat[r] for r in template.leaves],
-                 [flat[r] for r in template.scalars])
-        Replay.replayed_flushes += 1
-        return
+        leaves = [flat[r] for r in template.leaves]
+        # NOTE: a view resolved at capture can stay pending here when its input is a shared constant
+        # node whose state changed since (seen after other code realized 0-d constants); such a flush
+        # is planned again rather than run with an unbound input
+        if all(leaf.buffer is not None for leaf in leaves):
+            plan.run([flat[r] for r in template.targets], leaves, [flat[r] for r in template.scalars])
+            Replay.replayed_flushes += 1
+            return
+        del step.flushes[key]
     moves = [(r, node) for r, node in enumerate(flat) if node.op in MOVEMENT and node.buffer is None]
     found = plan_for(nodes, [c.node for c in cells])
     if found is None:
