@@ -46,7 +46,7 @@ from sympy.printing.str import StrPrinter
 
 from codegen import IsNan
 
-from .graph import Node
+from .graph import PENDING_LIMIT, Node
 from .ops import OPS
 from .schedule import plan_for
 from .tensor import Tensor
@@ -219,6 +219,14 @@ class _Builder:
         op = OPS.get(node.op)
         if op is not None and op.kind == "elementwise":
             shape = _broadcast(*(s for _, s in args))
+            # a long chain of arithmetic is cut into opaque parts too: SymPy walks expressions
+            # recursively, so each SymPy piece stays shallow however deep the graph is
+            args = [(self.part("expr", [a], (), s) if _depth(a) > MAX_DEPTH else a, s) for a, s in args]
+            if node.op in FUNCTION_OPS:
+                # SymPy's functions ask their argument's assumptions (is it real? a multiple of i*pi?),
+                # which costs exponentially in the nesting (tanh(tanh(...)) 10 deep: seconds), so a
+                # function of a function gets its argument as an opaque part, printed the same
+                args = [(self.part("expr", [a], (), s) if _function_depth(a) >= 2 else a, s) for a, s in args]
             try:
                 return op.formula(*(a for a, _ in args)), shape
             except (AttributeError, TypeError):
@@ -416,6 +424,34 @@ class _Builder:
 
 
 REDUCTIONS = ("sum", "max", "min", "prod")
+FUNCTION_OPS = frozenset({"EXP", "LOG", "SQRT", "TANH", "SIGMOID", "SIN", "COS", "RELU", "ABS", "SIGN", "MAXIMUM",
+                          "MINIMUM", "ERF", "POW"})
+
+
+MAX_DEPTH = 24
+
+
+def _depth(expr) -> int:
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        e, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((a, d + 1) for a in e.args)
+    return deepest
+
+
+def _function_depth(expr) -> int:
+    """How many function applications nest in `expr` (exp(x - log(s)) is 2). SymPy still simplifies
+    exp(x - log(s)) to exp(x)/s; only deeper nests are cut."""
+    deepest, stack = 0, [(expr, 0)]
+    while stack:
+        e, d = stack.pop()
+        if isinstance(e, (sympy.Function, sympy.Max, sympy.Min, sympy.Piecewise)) or (
+                isinstance(e, sympy.Pow) and not e.exp.is_Integer):
+            d += 1
+        deepest = max(deepest, d)
+        stack.extend((a, d) for a in e.args)
+    return deepest
 
 
 def _number(value, dtype):
@@ -468,8 +504,9 @@ def _candidates(expr):
     # factor and cancel work on polynomials: fast on small degrees and integers, unbounded otherwise
     # (factoring 3*x - 1e4 turns the float into a huge rational), so they run only on tame input
     algebraic = (sympy.factor, sympy.cancel) if _tame(expr) else ()
-    for rewrite in (*algebraic[:1], sympy.factor_terms, lambda e: sympy.factor_terms(sympy.expand(e)),
-                    *algebraic[1:]):
+    # expanding a product of n sums makes 2**n terms: only small expressions are expanded
+    expanded = (lambda e: sympy.factor_terms(sympy.expand(e)),) if sympy.count_ops(expr) <= 16 else ()
+    for rewrite in (*algebraic[:1], sympy.factor_terms, *expanded, *algebraic[1:]):
         try:
             yield rewrite(expr)
         except (sympy.PolynomialError, TypeError, ValueError, NotImplementedError, AttributeError):
@@ -550,23 +587,23 @@ class _NumpyPrinter(StrPrinter):
             return f"{self.operand(o[0], ATOM)}.T"
         if kind in REDUCTIONS:
             axes, keepdims = p
-            inner = self._print(o[0])
+            inner = self.arg(o[0])
             if axes is None:
                 return f"{kind}({inner})"
             axis = axes[0] if len(axes) == 1 else axes
             return f"{kind}({inner}, axis={axis}{', keepdims=True' if keepdims else ''})"
         if kind in ("reshape", "broadcast_to", "transpose"):   # (reshape also keeps its operand's shape)
-            return f"{kind}({self._print(o[0])}, {p[0]})"
+            return f"{kind}({self.arg(o[0])}, {p[0]})"
         if kind == "slice":
             return f"{self.operand(o[0], ATOM)}[{_index_text(p[0])}]"
         if kind == "pad":
-            return f"pad({self._print(o[0])}, {p[0]})"
+            return f"pad({self.arg(o[0])}, {p[0]})"
         if kind == "take_along_axis":
-            return f"take_along_axis({self._print(o[0])}, {self._print(o[1])}, axis={p[0]})"
+            return f"take_along_axis({self.arg(o[0])}, {self.arg(o[1])}, axis={p[0]})"
         if kind == "scatter_add":
-            return f"scatter_add({', '.join(map(self._print, o))}, axis={p[0]})"
+            return f"scatter_add({', '.join(map(self.arg, o))}, axis={p[0]})"
         if kind == "assemble":
-            return f"assemble({p[0]}, {p[1]}, {', '.join(map(self._print, o))})"
+            return f"assemble({p[0]}, {p[1]}, {', '.join(map(self.arg, o))})"
         if kind == "arange":
             return f"arange({p[0]})"
         if kind == "array":
@@ -574,8 +611,18 @@ class _NumpyPrinter(StrPrinter):
         if kind == "expr":
             return self._print(o[0])
         if kind == "trunc":
-            return f"trunc({self._print(o[0])})"
+            return f"trunc({self.arg(o[0])})"
         raise NotImplementedError(kind)
+
+    def arg(self, expr) -> str:
+        """`expr` printed as a call's argument: `f(h := ...)` needs no parentheses of its own."""
+        text = self._print(expr)
+        if text.startswith("(") and " := " in text and _closing(text, 0) == len(text) - 1:
+            return text[1:-1]
+        return text
+
+    def _print_Function(self, expr):
+        return f"{expr.func.__name__}({', '.join(self.arg(a) for a in expr.args)})"
 
     def _print_Float(self, expr):
         # 15 digits: 3*1e-05 is 3e-05, not 3.0000000000000004e-05 (float32 values carry far fewer)
@@ -590,21 +637,21 @@ class _NumpyPrinter(StrPrinter):
     def _nest(self, name, args):
         args = sorted(args, key=lambda a: bool(a.is_Number))   # maximum(x, 0), as people write it
         # printed left to right, the order Python evaluates them (a `(h := ...)` comes before uses of h)
-        texts = [self._print(a) for a in args]
+        texts = [self.arg(a) for a in args]
         text = texts[-1]
         for arg in reversed(texts[:-1]):
             text = f"{name}({arg}, {text})"
         return text
 
     def _print_Abs(self, expr):
-        return f"abs({self._print(expr.args[0])})"
+        return f"abs({self.arg(expr.args[0])})"
 
     def _print_Piecewise(self, expr):
         pieces = list(expr.args)
         if pieces[-1].cond != sympy.true:
             pieces.append((sympy.nan, sympy.true))
-        texts = [(self._print(cond), self._print(value)) for value, cond in pieces[:-1]]
-        text = self._print(pieces[-1][0])
+        texts = [(self.arg(cond), self.arg(value)) for value, cond in pieces[:-1]]
+        text = self.arg(pieces[-1][0])
         for cond, value in reversed(texts):
             text = f"where({cond}, {value}, {text})"
         return text
@@ -615,7 +662,7 @@ class _NumpyPrinter(StrPrinter):
         return f"{self.parenthesize(expr.lhs, level)} {op} {self.parenthesize(expr.rhs, level, strict=True)}"
 
     def _print_ITE(self, expr):
-        return f"where({', '.join(self._print(a) for a in expr.args)})"
+        return f"where({', '.join(self.arg(a) for a in expr.args)})"
 
     def _print_And(self, expr):
         return " & ".join(self.parenthesize(a, PRECEDENCE["BitwiseAnd"]) for a in expr.args)
@@ -624,7 +671,7 @@ class _NumpyPrinter(StrPrinter):
         return " | ".join(self.parenthesize(a, PRECEDENCE["BitwiseOr"]) for a in expr.args)
 
     def _print_IsNan(self, expr):
-        return f"isnan({self._print(expr.args[0])})"
+        return f"isnan({self.arg(expr.args[0])})"
 
     def _print_BooleanTrue(self, expr):
         return "True"
@@ -647,10 +694,20 @@ class _NumpyPrinter(StrPrinter):
     _print_ComplexInfinity = _print_NaN
 
     def _print_sign(self, expr):
-        return f"sign({self._print(expr.args[0])})"
+        return f"sign({self.arg(expr.args[0])})"
 
     def _print_erf(self, expr):
-        return f"erf({self._print(expr.args[0])})"
+        return f"erf({self.arg(expr.args[0])})"
+
+
+def _closing(text, start):
+    """The position of the parenthesis that closes the one at `start`."""
+    depth = 0
+    for k in range(start, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[k], 0)
+        if depth == 0:
+            return k
+    return -1
 
 
 def _index_text(index):
@@ -763,7 +820,8 @@ class Formula:
 
     def __str__(self):
         if not self._text:
-            self._text = _NumpyPrinter(self.parts, self.named).doprint(self.expr)
+            with _headroom():
+                self._text = _NumpyPrinter(self.parts, self.named).doprint(self.expr)
         return self._text
 
     def _repr_pretty_(self, p, cycle):   # IPython
@@ -783,9 +841,10 @@ class Formula:
         3⋅x²
         """
         printer = _UnicodePrinter(self.parts, self.named, walrus=False)
-        lines = [printer.doprint(self.expr)]
-        for symbol, name in self.named.items():
-            lines.append(f"  where {name} = {printer.render(self.parts[symbol])}")
+        with _headroom():
+            lines = [printer.doprint(self.expr)]
+            for symbol, name in self.named.items():
+                lines.append(f"  where {name} = {printer.render(self.parts[symbol])}")
         return "\n".join(lines)
 
     def latex(self) -> str:
@@ -797,8 +856,9 @@ class Formula:
         '3 x^{2}'
         """
         printer = _Latex(self.parts, self.named)
-        text = printer.doprint(self.expr)
-        defs = [f"{_latex_name(name)} = {printer.render(self.parts[s])}" for s, name in self.named.items()]
+        with _headroom():
+            text = printer.doprint(self.expr)
+            defs = [f"{_latex_name(name)} = {printer.render(self.parts[s])}" for s, name in self.named.items()]
         return text + (r" \quad\text{where } " + r",\; ".join(defs) if defs else "")
 
     def sympy(self):
@@ -980,11 +1040,28 @@ def formula(output: Tensor, wrt, names: dict | None = None, grad_output: Tensor 
     >>> print(symgrad.formula((x @ w).tanh().sum(), w))
     x.T @ (1 - tanh(x @ w)**2)
     """
-    from .autograd import grad_of
-
     single = isinstance(wrt, Tensor)
     params = [wrt] if single else list(wrt)
     leaves, intermediates = _caller_names(sys._getframe(1))
+    with _headroom():
+        return _formulas(output, params, single, names, grad_output, leaves, intermediates)
+
+
+class _headroom:
+    """Room for Python's recursion while SymPy prints parts nested in parts: a graph's depth is bounded
+    (pending graphs are realized at graph.PENDING_LIMIT nodes), a few frames per level."""
+
+    def __enter__(self):
+        self.limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(self.limit, 40 * PENDING_LIMIT))
+
+    def __exit__(self, *exc):
+        sys.setrecursionlimit(self.limit)
+
+
+def _formulas(output, params, single, names, grad_output, leaves, intermediates):
+    from .autograd import grad_of
+
     for t in (*params, *(names or {}).values(), *(t for _, t in leaves.values())):
         _own_leaf(t)
     # realizing changed no node ids of realized leaves; re-read them for the pending ones

@@ -214,3 +214,64 @@ def test_to_dot_draws_forward_and_backward_graphs():
 def test_to_dot_of_a_tensor_without_history():
     text = symgrad.to_dot(symgrad.ones(2))
     assert "cluster_backward" not in text and text.endswith("}\n")
+
+
+def test_deep_chain_is_walked_without_recursion_limits_and_stays_fast():
+    # SymPy functions of functions ask assumptions exponentially in the nesting; the builder cuts them
+    x = symgrad.tensor([0.5, 0.2], requires_grad=True)
+    y = x
+    for _ in range(60):
+        y = y.tanh()
+    f = symgrad.formula(y.sum(), x)
+    (g,) = symgrad.autograd.grad(y.sum(), x)
+    assert_round_trip(f, g.numpy())
+
+
+def test_names_caller_variables_explicit_names_and_fallbacks():
+    weights = symgrad.tensor([1.0, 2.0], requires_grad=True)
+    assert str(symgrad.formula((weights * weights).sum(), weights)) == "2*weights"
+    assert str(symgrad.formula((weights * weights).sum(), weights, names={"v": weights})) == "2*v"
+    alias = weights   # noqa: F841 - two names for one tensor: neither is used
+    assert str(symgrad.formula((weights * weights).sum(), weights)) == "2*x0"
+    with pytest.raises(ValueError, match="cannot name"):
+        symgrad.formula(weights.sum(), weights, names={"exp": weights})
+
+
+def test_simplification_folds_constants_identities_and_scalar_chains():
+    x = symgrad.tensor([1.0, 2.0], requires_grad=True)
+    assert str(symgrad.formula((-(-x) * 1 + 0).sum(), x)) == "broadcast_to(1, (2,))"
+    assert str(symgrad.formula((2 * (3 * (x * 4)) / 8).sum(), x)) == "broadcast_to(3, (2,))"
+    assert str(symgrad.formula(((x * 2) ** 2).sum(), x)) == "8*x"
+
+
+def test_broadcast_gradients_are_sums_over_axes():
+    x = symgrad.tensor(np.ones((3, 4)), requires_grad=True)
+    b = symgrad.tensor(np.arange(4.0), requires_grad=True)
+    f = symgrad.formula(((x * b) ** 2).sum(), b)
+    assert str(f) == "sum(2*b*x**2, axis=0)"
+    assert_round_trip(f, symgrad.autograd.grad(((x * b) ** 2).sum(), b)[0].numpy())
+
+
+def test_pretty_latex_sympy():
+    x = symgrad.tensor(np.ones((4, 3)))
+    w = symgrad.tensor(np.ones((3, 2)), requires_grad=True)
+    g = symgrad.tensor(np.ones((4, 2)))
+    f = symgrad.formula(x @ w, w, grad_output=g)
+    assert str(f) == "x.T @ g"
+    assert f.pretty() == "xᵀ @ g"
+    assert f.latex() == r"x^{\mathsf{T}} g"
+    X, G = sympy.MatrixSymbol("x", 4, 3), sympy.MatrixSymbol("g", 4, 2)
+    assert f.sympy() == sympy.MatMul(sympy.Transpose(X), G)
+
+
+def test_non_scalar_output_needs_grad_output_as_backward_does():
+    x = symgrad.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):
+        symgrad.formula(x * 2, x)
+
+
+def test_unused_parameter_has_zero_formula():
+    x = symgrad.tensor([1.0, 2.0], requires_grad=True)
+    z = symgrad.tensor([1.0], requires_grad=True)
+    fs = symgrad.formula(x.sum(), [x, z])
+    assert str(fs["z"]) == "0"
