@@ -1961,10 +1961,11 @@ def full(size, fill_value, *, dtype=None, requires_grad=False) -> Tensor:
     """A tensor of shape `size` filled with `fill_value` (computed lazily, never stored until needed)."""
     size = tuple(int(d) for d in size)
     dt = dtype or _scalar_dtype(fill_value)
-    t = Tensor._wrap(_expand_node(_constant(fill_value, dt), size))
     if requires_grad:
-        t.requires_grad_()
-    return t
+        # NOTE: a leaf that requires grad is a variable, not a constant: stored, so that `w * a` with
+        # a = ones(..., requires_grad=True) keeps `a` in the graph (x * 1 folds away for constants)
+        return tensor(np.full(size, fill_value, NUMPY_DTYPE[dt.name]), dtype=dt, requires_grad=True)
+    return Tensor._wrap(_expand_node(_constant(fill_value, dt), size))
 
 
 def ones(*size, dtype=None, requires_grad=False) -> Tensor:

@@ -275,3 +275,11 @@ def test_unused_parameter_has_zero_formula():
     z = symgrad.tensor([1.0], requires_grad=True)
     fs = symgrad.formula(x.sum(), [x, z])
     assert str(fs["z"]) == "0"
+
+
+def test_seed3_with_a_ones_leaf_keeps_a_in_the_formula():
+    # ones(..., requires_grad=True) is a stored variable, not the constant 1 that x * 1 folds away
+    a = symgrad.ones(1, requires_grad=True)
+    w1, w2, w3, w4 = symgrad.tensor(1), symgrad.tensor(2), symgrad.tensor(3), symgrad.tensor(4)
+    loss = (w3 * (w1 * a) + w4 * (w2 * a)) ** 2
+    assert str(symgrad.formula(loss, a)) == "242*a"
