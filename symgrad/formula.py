@@ -46,7 +46,7 @@ from sympy.printing.str import StrPrinter
 
 from codegen import IsNan
 
-from .graph import PENDING_LIMIT, Node
+from .graph import PENDING_LIMIT, Node, postorder
 from .ops import OPS
 from .schedule import plan_for
 from .tensor import Tensor
@@ -470,21 +470,7 @@ def _number(value, dtype):
 
 def _postorder(root: Node, names: dict) -> list[Node]:
     """Nodes reachable from `root`, inputs first, without recursion; named nodes are not entered."""
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        if id(node) not in names:
-            for child in reversed(node.inputs):
-                if id(child) not in seen:
-                    stack.append((child, False))
-    return order
+    return postorder([root], enter=lambda node: id(node) not in names)
 
 
 # -- simplification ---------------------------------------------------------------------------------

@@ -137,11 +137,15 @@ class Node:
         return f"Node({self.op}, shape={self.shape}, dtype={self.dtype})"
 
 
-def pending_postorder(targets) -> list[Node]:
-    """Every unrealized node reachable from `targets`, inputs before users (iterative DFS)."""
+def postorder(roots, include=None, enter=None) -> list[Node]:
+    """Nodes reachable from `roots`, inputs before users, without recursion (deep graphs are fine).
+
+    Nodes `include` rejects are neither listed nor entered; the inputs of nodes `enter` rejects are not
+    visited (those nodes are still listed).
+    """
     order, seen = [], set()
-    for root in targets:
-        if id(root) in seen or root.op == "BUFFER":
+    for root in roots:
+        if id(root) in seen or (include is not None and not include(root)):
             continue
         stack = [(root, False)]
         while stack:
@@ -153,7 +157,18 @@ def pending_postorder(targets) -> list[Node]:
                 continue
             seen.add(id(node))
             stack.append((node, True))
+            if enter is not None and not enter(node):
+                continue
             for child in reversed(node.inputs):
-                if id(child) not in seen and child.op != "BUFFER":
+                if id(child) not in seen and (include is None or include(child)):
                     stack.append((child, False))
     return order
+
+
+def _pending(node) -> bool:
+    return node.op != "BUFFER"
+
+
+def pending_postorder(targets) -> list[Node]:
+    """Every unrealized node reachable from `targets`, inputs before users."""
+    return postorder(targets, include=_pending)
