@@ -65,7 +65,7 @@ def numpy_step(x, b, w):
 
 
 def main(argv=None) -> list[str]:
-    from benchmarks.timing import interleaved_medians, report, step_benchmark
+    from benchmarks.timing import floor_lines, interleaved_medians, report, step_benchmark
 
     args, contenders, baseline = step_benchmark(argv, __doc__, data, symgrad_step, numpy_step, torch_step)
     ours, theirs = symgrad_step(*data()), numpy_step(*data())
@@ -75,7 +75,7 @@ def main(argv=None) -> list[str]:
     error = max(abs(float(a.item()) - float(t[0])) for a, t in zip(ours[1], theirs[1]))
     assert error < 1e-4, f"symgrad parameters differ from numpy after 20 epochs by {error:.2e}"
     medians = interleaved_medians(contenders, rounds=args.rounds, calls_per_round=50)
-    extra = [f"symgrad / numpy floor: {medians['symgrad'] / medians['numpy (by hand)']:.2f}x",
+    extra = [*floor_lines(medians, contenders),
              f"max parameter difference vs numpy after 20 epochs: {error:.1e}"]
     return report("linear-regression epoch, 120 points, 1 thread (median per epoch)", medians, baseline, extra)
 

@@ -71,7 +71,7 @@ def torch_step(x, y, w1, w2):
 
 
 def main(argv=None) -> list[str]:
-    from benchmarks.timing import interleaved_medians, report, step_benchmark
+    from benchmarks.timing import floor_lines, interleaved_medians, report, step_benchmark
 
     args, contenders, baseline = step_benchmark(argv, __doc__, data, symgrad_step, numpy_step, torch_step)
 
@@ -84,7 +84,7 @@ def main(argv=None) -> list[str]:
     assert error < 1e-4, f"symgrad weights differ from numpy after 10 steps by {error:.2e}"
 
     medians = interleaved_medians(contenders, rounds=args.rounds, calls_per_round=5)
-    extra = [f"symgrad / numpy floor: {medians['symgrad'] / medians['numpy (by hand)']:.2f}x",
+    extra = [*floor_lines(medians, contenders),
              f"max relative weight difference vs numpy after 10 steps: {error:.1e}"]
     return report(f"two-layer network step {N}x{D_IN}->{H}->{D_OUT}, 1 thread (median per step; pid {os.getpid()})",
                   medians, baseline, extra)

@@ -26,17 +26,20 @@ def interleaved_medians(contenders: dict, rounds: int = 15, calls_per_round: int
 
 def step_benchmark(argv, doc, data, symgrad_step, numpy_step, torch_step):
     """Command-line options (--rounds) and the one-thread contenders of a training-step benchmark: the
-    step of symgrad, numpy by hand and, when installed, torch eager, each from `data()`; returns
-    (options, {name: step}, the name to compare against: torch when present, else numpy)."""
+    step of symgrad (the eager loop, and the same step under `symgrad.compile`), numpy by hand and,
+    when installed, torch eager, each from `data()`; returns (options, {name: step}, the name to
+    compare against: torch when present, else numpy)."""
     import argparse
 
     import codegen.blas
+    import symgrad
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
     codegen.blas.set_num_threads(1)
-    contenders = {"symgrad": symgrad_step(*data())[0], "numpy (by hand)": numpy_step(*data())[0]}
+    contenders = {"symgrad": symgrad_step(*data())[0], "symgrad.compile": symgrad.compile(symgrad_step(*data())[0]),
+                  "numpy (by hand)": numpy_step(*data())[0]}
     try:
         import torch
     except ImportError:
@@ -44,6 +47,18 @@ def step_benchmark(argv, doc, data, symgrad_step, numpy_step, torch_step):
     torch.set_num_threads(1)
     contenders["torch eager (1 thread)"] = torch_step(*data())[0]
     return args, contenders, "torch eager (1 thread)"
+
+
+def floor_lines(medians: dict, contenders: dict) -> list[str]:
+    """The step benchmarks' closing lines: symgrad (eager and compiled) against the numpy floor, and
+    what `symgrad.compile` made of the step."""
+    floor = medians["numpy (by hand)"]
+    lines = [f"{name} / numpy floor: {medians[name] / floor:.2f}x" for name in ("symgrad", "symgrad.compile")
+             if name in medians]
+    compiled = contenders.get("symgrad.compile")
+    if compiled is not None:
+        lines.append(f"symgrad.compile: {compiled.explain()}")
+    return lines
 
 
 class Table(list):
@@ -68,18 +83,20 @@ def report(title: str, medians: dict, baseline: str, lines: list[str] | None = N
 
 
 def summary(tables) -> list[str]:
-    """One row per timed workload: symgrad's median and its ratios to torch eager and to numpy."""
+    """One row per timed workload (and one more where it was also timed under `symgrad.compile`):
+    symgrad's median and its ratios to torch eager and to numpy."""
     rows = ["| workload | symgrad | / torch eager | / numpy by hand |", "|---|---|---|---|"]
     for table in tables:
         medians = getattr(table, "medians", {})
-        if "symgrad" not in medians:
-            continue
-        ours = medians["symgrad"]
-        ratio = {name: f"{ours / value:.2f}x" for name, value in medians.items() if value}
-        torch_ratio = next((r for name, r in ratio.items() if name.startswith("torch")), "-")
-        numpy_ratio = next((r for name, r in ratio.items() if name.startswith("numpy")), "-")
-        rows.append(f"| {table.title.split(',')[0].split(' (')[0]} | {ours * 1e3:.3f} ms | {torch_ratio} | "
-                    f"{numpy_ratio} |")
+        workload = table.title.split(',')[0].split(' (')[0] if medians else ""
+        for contender, label in (("symgrad", workload), ("symgrad.compile", f"{workload}, symgrad.compile")):
+            if contender not in medians:
+                continue
+            ours = medians[contender]
+            others = {name: value for name, value in medians.items() if value and not name.startswith("symgrad")}
+            torch_ratio = next((f"{ours / v:.2f}x" for name, v in others.items() if name.startswith("torch")), "-")
+            numpy_ratio = next((f"{ours / v:.2f}x" for name, v in others.items() if name.startswith("numpy")), "-")
+            rows.append(f"| {label} | {ours * 1e3:.3f} ms | {torch_ratio} | {numpy_ratio} |")
     return rows
 
 

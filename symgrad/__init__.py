@@ -19,6 +19,7 @@ from .tensor import (
     manual_seed, maximum, minimum, no_grad, ones, ones_like, rand, rand_like, randn, randn_like, result_type,
     set_grad_enabled, tensor, where, zeros, zeros_like,
 )
+from .compiled import compile  # noqa: E402  (after .tensor, which it extends)
 from .tensor import _arg_extreme, _extreme, _logsumexp, _product, _softmax, _variance, return_types
 
 autograd.grad = autograd.grad_of

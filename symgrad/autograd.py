@@ -170,7 +170,7 @@ def run_backward(roots, grads, *, retain_graph=False, create_graph=False, captur
         _add(pending, fn, g)
     captured = {id(fn): None for fn in capture} if capture is not None else None
     touched = []
-    outer, GradMode.in_backward = GradMode.in_backward, True
+    outer = GradMode.in_backward
     try:
         _walk(functions, pending, captured, touched, retain_graph, create_graph)
     finally:
@@ -181,13 +181,22 @@ def run_backward(roots, grads, *, retain_graph=False, create_graph=False, captur
 
 
 def _walk(functions, pending, captured, touched, retain_graph, create_graph):
+    from .compiled import Tracing
     from .tensor import set_grad_enabled
+
+    trace = Tracing.active
+    # NOTE: a walk inside a walk is a composite op's vjp differentiating its forward: not the user's
+    if trace is not None and not GradMode.in_backward and (retain_graph or create_graph or captured is not None):
+        trace.fail("it calls backward with retain_graph, create_graph or autograd.grad")
+    GradMode.in_backward = True
 
     with set_grad_enabled(create_graph):
         for fn in _topological(functions):
             grad = pending.pop(id(fn), None)
             if grad is None:
                 continue
+            if trace is not None:
+                trace.walked.add(id(fn))
             if captured is not None and id(fn) in captured:
                 captured[id(fn)] = grad
                 if isinstance(fn, AccumulateGrad):
@@ -214,6 +223,10 @@ def _add(pending, fn, g):
 
 
 def _accumulate(tensor, grad, create_graph):
+    from .compiled import Tracing
+
+    if Tracing.active is not None:
+        Tracing.active.see(tensor)
     if not create_graph:
         grad = grad.detach()
     if tensor._grad is None:

@@ -17,7 +17,6 @@ True
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,17 +29,36 @@ LEAF_OPS = frozenset({"BUFFER", "CONST", "SCALAR"})
 PENDING_LIMIT = 512
 
 
-@dataclass(eq=False)
 class Buffer:
     """A flat numpy array and its data address (read once: `arr.ctypes.data` costs microseconds)."""
 
-    array: np.ndarray
-    address: int
+    __slots__ = ("_array", "address", "_carve")
+
+    def __init__(self, array: np.ndarray, address: int):
+        self._array, self.address, self._carve = array, address, None
 
     @staticmethod
     def of(array: np.ndarray) -> "Buffer":
         flat = array.reshape(-1)
         return Buffer(flat, flat.ctypes.data if flat.size else 0)
+
+    @staticmethod
+    def carved(block: np.ndarray, offset: int, nbytes: int, dtype, address: int) -> "Buffer":
+        """`nbytes` of `block` from `offset` (at `address`), viewed as `dtype` only when first read:
+        a program's results are mostly consumed by the next program, which needs just the address."""
+        buffer = Buffer(None, address)
+        buffer._carve = (block, offset, nbytes, dtype)  # NOTE: holds the block, as the view would
+        return buffer
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            block, offset, nbytes, dtype = self._carve
+            self._array = block[offset:offset + nbytes].view(dtype)
+        return self._array
+
+    def __repr__(self):
+        return f"Buffer(address={self.address:#x})"
 
 
 def row_major_strides(shape) -> tuple[int, ...]:

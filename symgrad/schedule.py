@@ -208,7 +208,8 @@ class _Plan:
                 id(n) in forced or n.op in STORED_OPS or position[id(n)] in self.target_positions)]
             # Consumers read reductions, products and forced buffers from memory; other stored values
             # (requested elementwise results) are recomputed inside each consumer's loop instead.
-            loaded = {id(n) for n in stored if id(n) in forced or n.op in STORED_OPS}
+            loaded = {id(n) for n in stored if id(n) in forced or n.op in STORED_OPS or (
+                n.op == "PERMUTE" and id(n.inputs[0]) in self.folded)}  # NOTE: its product is not stored
             try:
                 self._build(position, stored, loaded, leaves, scalars)
                 break
@@ -302,14 +303,18 @@ class _Plan:
 
     def run(self, targets, leaves, scalars):
         addresses = [leaf.buffer.address + leaf.offset * ITEMSIZE[leaf.dtype] for leaf in leaves]
+        self.run_bound(targets, addresses, [n.arg for n in scalars])
+
+    def run_bound(self, targets, addresses, scalar_values):
+        """Run with the leaves' data addresses and the runtime scalars' values given; the results
+        land in `targets` (nodes shaped like this plan's targets)."""
         block, base = self._block()
         addresses += [fixed if fixed is not None else base + offset for fixed, offset in self.slots]
-        self.native(addresses, [n.arg for n in scalars])
+        self.native(addresses, scalar_values)
         fresh = self.fresh
         for node, pos in zip(targets, self.target_positions):
             offset, nbytes, np_dtype, strides = fresh[pos]
-            flat = block[offset:offset + nbytes].view(np_dtype)
-            node.set_buffer(Buffer(flat, base + offset), strides)
+            node.set_buffer(Buffer.carved(block, offset, nbytes, np_dtype, base + offset), strides)
 
 
 class _ExpressionBuilder:

@@ -30,6 +30,7 @@ from .graph import NUMPY_DTYPE, PENDING_LIMIT, Node, contiguous_strides, row_maj
 from .ops import KEEP, OPS, PROMOTE, TO_BOOL, TO_FLOAT, Op
 from . import replay
 from .replay import Replay
+from .compiled import Tracing
 
 
 # -- dtypes ----------------------------------------------------------------------------------------
@@ -238,6 +239,9 @@ class _Updated:
 
 def _realize(nodes):
     """Compute `nodes`; pending in-place updates that the program computes anyway are stored too."""
+    trace = Tracing.active
+    if trace is not None and trace.failure is None:
+        return  # NOTE: a traced call is one program: everything is computed when the call ends
     cells = list(_Updated.cells)
     if Replay.enabled:
         replay.flush(nodes, cells, _realize_now)
@@ -320,7 +324,10 @@ def _constant(value, dt: dtype) -> Node:
         return Node.make("CONST", (), int(value), (), "int64")
     if isinstance(value, (bool, int, np.integer, np.bool_)):
         return Node.make("CONST", (), int(value), (), dt.name)
-    return Node.make("SCALAR", (), float(value), (), dt.name)
+    node = Node.make("SCALAR", (), float(value), (), dt.name)
+    if Tracing.active is not None:
+        Tracing.active.scalar(value, node)
+    return node
 
 
 def _cast_node(node: Node, dt: dtype) -> Node:
@@ -404,6 +411,8 @@ class Tensor:
         t._grad = None
         t._retains = False
         t._output_nr = 0  # which output of a multi-output op (split) this is, as in next_functions
+        if Tracing.active is not None:
+            Tracing.active.created(t)
         return t
 
     def _alias(self) -> "Tensor":
@@ -415,6 +424,8 @@ class Tensor:
         return self._cell.node
 
     def _assign(self, node: Node) -> None:
+        if Tracing.active is not None:
+            Tracing.active.assigning(self)
         self._cell.node = node
         if not node.realized:
             _Updated.cells.add(self._cell)
@@ -503,6 +514,8 @@ class Tensor:
         if value is not None and tuple(value.shape) != tuple(self.shape):
             raise RuntimeError(f"assigned grad has data of a different size: expected {list(self.shape)}, "
                                f"got {list(value.shape)}")
+        if Tracing.active is not None:
+            Tracing.active.see(self)
         self._grad = value
 
     @property
@@ -535,6 +548,8 @@ class Tensor:
 
     @data.setter
     def data(self, value: "Tensor") -> None:
+        if Tracing.active is not None:
+            Tracing.active.assigning(self)
         self._cell.node = value._node
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
@@ -556,6 +571,8 @@ class Tensor:
     def _value(self) -> np.ndarray:
         if Replay.busy:
             replay.value_read()
+        if Tracing.active is not None:
+            Tracing.active.fail("it reads tensor values")
         node = self._cell.node
         if not node.realized:
             _realize([node])
@@ -1832,6 +1849,8 @@ def _apply(op: Op, operands, arg=None, name=None, positions=None) -> Tensor:
     """
     if Replay.enabled and not Replay.busy:
         return replay.call(op, operands, arg, name, positions, _compute)
+    if Tracing.active is not None:
+        Tracing.active.operands(operands)
     return _compute(op, operands, arg, name, positions)
 
 

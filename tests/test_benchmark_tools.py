@@ -42,3 +42,6 @@ def test_summary_has_a_row_per_timed_workload():
               ["untimed lines"]]
     rows = summary(tables)
     assert rows[2] == "| step one | 1000.000 ms | 0.25x | 0.50x |" and len(rows) == 3
+    tables[0].medians["symgrad.compile"] = 0.5
+    rows = summary(tables)
+    assert rows[3] == "| step one, symgrad.compile | 500.000 ms | 0.12x | 0.25x |" and len(rows) == 4

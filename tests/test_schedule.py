@@ -163,3 +163,17 @@ def test_linear_layer_step_needs_no_transposed_copies():
     ours = grad.numpy()
     vv = 0.5 * w.numpy()
     np.testing.assert_allclose(ours, (2 * (x.numpy() @ vv.T)).T @ x.numpy(), rtol=1e-4)
+
+
+def test_a_transposed_product_that_is_requested_and_also_consumed():
+    # the weight gradient (x.T @ g).T computed transposed by the GEMM is read from memory by the
+    # elementwise update beside it (a compiled SGD step with momentum asks for both at once)
+    symgrad.manual_seed(0)
+    x, g = symgrad.randn(5, 3), symgrad.randn(5, 4)
+    grad = (x.t() @ g).t()
+    update = grad * 0.9 + 1
+    plan, targets, leaves, scalars = plan_for([grad._node, update._node])
+    plan.run(targets, leaves, scalars)
+    expected = (x.numpy().T @ g.numpy()).T
+    np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(update.numpy(), expected * 0.9 + 1, rtol=1e-5)

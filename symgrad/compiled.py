@@ -1,0 +1,653 @@
+"""symgrad.compile: run a whole Python function of tensors as one cached native program.
+
+`compile(fn)` returns a function that behaves like `fn`. Its first call runs `fn` eagerly (that is
+when a training step creates its `.grad` tensors and optimizer state). The next two calls run `fn`
+while *tracing* it: every tensor operation, the backward walk and the in-place updates build one
+pending graph, nothing is computed midway, and at the end the whole graph becomes one program. When
+the two traces agree (same program, same inputs, same effects, same constants), later calls skip
+Python entirely: they check the guards, bind the input buffers and runtime scalars, run the program
+and apply its effects.
+
+What a compiled call does, exactly as the traced call did:
+- computes the values of the tensors `fn` returns (new tensors every call, like eager calls);
+- updates in place the tensors `fn` updated (`w -= lr * w.grad`, `grad.zero_()`, optimizer state);
+- sets the `.grad` of the tensors whose gradient `fn` replaced (created by backward, set to None).
+
+Guards (a failing guard traces again; a function whose traces keep differing runs eagerly):
+- the arguments: tensors by shape, dtype, strides and `requires_grad`; integers, booleans, strings and
+  None by value; Python floats are runtime values, except where Python itself looked at one (`lr > 0`,
+  `2 * lr` computed in Python, a float equal to a constant of the program): those are guarded by value;
+- the tensors `fn` reads from elsewhere (parameters, closures): the same objects, by shape, dtype,
+  strides, whether they require grad and whether their `.grad` is set;
+- grad mode.
+
+Like `jax.jit`, Python code inside `fn` runs only while tracing: Python state it reads other than its
+arguments (a global step counter, a list it appends to) is frozen at the trace, and its side effects
+(prints) happen only then. Pass values that change as arguments. Functions that cannot be one program
+run eagerly every call (still correct, at eager speed): those that read tensor values (`item()`,
+`print(tensor)`, boolean masks), make new data (`randn`, `tensor([...])`, dropout), keep autograd
+history past the call (return a loss without calling backward on it), or call `backward(retain_graph=True)`.
+`compiled.explain()` says which case a function is in.
+
+>>> import symgrad
+>>> w = symgrad.ones(3, requires_grad=True)
+>>> @symgrad.compile
+... def step(x, lr):
+...     loss = ((w * x).sum() - 1) ** 2
+...     loss.backward()
+...     with symgrad.no_grad():
+...         w.sub_(lr * w.grad)
+...         w.grad.zero_()
+...     return loss
+>>> x = symgrad.tensor([1.0, 2.0, 3.0])
+>>> losses = [step(x, 0.01).item() for _ in range(5)]
+>>> [round(v, 4) for v in losses]
+[25.0, 5.76, 1.3271, 0.3058, 0.0704]
+>>> step.explain()
+'compiled: 2 calls replayed as one native program, 3 traced or eager'
+"""
+from __future__ import annotations
+
+import functools
+import weakref
+
+from . import tensor as _tensor
+from .autograd import AccumulateGrad, GradMode
+from .graph import ITEMSIZE, Node
+from .replay import Replay, _constant_structure, value_read
+from .schedule import plan_for
+
+# A guard that fails right after tracing this often means the traces do not describe the function.
+MAX_RETRACES = 8
+# Traces that keep differing mean the function reads Python state that changes (Adam's step count).
+MAX_TRACES = 6
+
+
+class Tracing:
+    """The trace being recorded (like GradMode: process-wide state that tensor.py consults)."""
+
+    active = None
+
+
+# -- floats that know they are arguments ----------------------------------------------------------
+class _TracedFloat(float):
+    """A float argument during tracing: reaching a tensor op as is, it becomes a runtime scalar."""
+
+    __slots__ = ("paths",)
+
+    def _derived(self, value):
+        result = _DerivedFloat(value)
+        result.paths = self.paths
+        return result
+
+    def _looked_at(self):
+        trace = Tracing.active
+        if trace is not None:
+            trace.specialized.update(self.paths)
+
+
+class _DerivedFloat(_TracedFloat):
+    """A float Python computed from float arguments: a constant of the trace, its arguments guarded."""
+
+    __slots__ = ()
+
+
+def _arithmetic(name):
+    base = getattr(float, name)
+
+    def method(self, *others):
+        result = base(self, *others)
+        if result is NotImplemented or not isinstance(result, float):
+            return result
+        derived = self._derived(result)
+        for other in others:
+            if isinstance(other, _TracedFloat):
+                derived.paths = derived.paths | other.paths
+        return derived
+
+    method.__name__ = name
+    return method
+
+
+def _inspection(name):
+    base = getattr(float, name)
+
+    def method(self, *others):
+        self._looked_at()
+        for other in others:
+            if isinstance(other, _TracedFloat):
+                other._looked_at()
+        return base(self, *others)
+
+    method.__name__ = name
+    return method
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+              "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__", "__neg__", "__pos__",
+              "__abs__"):
+    setattr(_TracedFloat, _name, _arithmetic(_name))
+# NOTE: float() is not here: our own code converts operands with it, and a float argument used
+# directly is caught by value anyway (see _bind_scalars)
+for _name in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__", "__bool__", "__int__", "__round__", "__trunc__", "__floor__", "__ceil__", "__format__", "__repr__", "__str__", "__divmod__",
+              "__rdivmod__", "as_integer_ratio", "is_integer", "hex"):
+    setattr(_TracedFloat, _name, _inspection(_name))
+_TracedFloat.__hash__ = lambda self: (self._looked_at(), float.__hash__(self))[1]
+
+
+def _traced_arguments(value, path):
+    """`value` with its floats replaced by _TracedFloats that remember where they came from."""
+    if type(value) is float:
+        traced = _TracedFloat(value)
+        traced.paths = frozenset([path])
+        return traced
+    if type(value) in (tuple, list):
+        return type(value)(_traced_arguments(v, (*path, k)) for k, v in enumerate(value))
+    return value
+
+
+def _argument_key(value):
+    """What a call depends on of one argument (floats are runtime values, not part of the key)."""
+    kind = type(value)
+    if kind is float:
+        return float
+    if isinstance(value, _tensor.Tensor):
+        node = value._cell.node
+        return node.shape, node.dtype, value._grad_node is not None
+    if kind in (int, bool, str) or value is None:
+        return kind, value
+    if kind in (tuple, list):
+        return kind, tuple(_argument_key(v) for v in value)
+    return kind, id(value)
+
+
+def _plain(descriptor):
+    """A source descriptor as a comparable value (a weak reference by the identity of its object)."""
+    kind, where = descriptor
+    return (kind, where) if kind == "arg" else (kind, id(where()))
+
+
+def _at(args, path):
+    for k in path:
+        args = args[k]
+    return args
+
+
+# -- recording one call --------------------------------------------------------------------------
+class _Unsupported(Exception):
+    """Why a trace cannot become a program."""
+
+
+class _Trace:
+    """What one traced call touched: the tensors from outside, the cells it changed, the scalars."""
+
+    def __init__(self, args):
+        self.failure = None
+        self.inner_cells, self.inner_tensors = set(), set()
+        self.keep = []  # inner objects stay alive while their ids mean something
+        self.sources, self.source_index = [], {}  # outside cells: (descriptor, cell, node at first sight)
+        self.seen, self.seen_index = [], {}  # outside tensors: (descriptor, tensor, grad, grad function)
+        self.assigned = {}
+        self.walked = set()
+        self.scalar_args, self.scalar_plain = {}, set()
+        self.specialized = set()
+        self.arg_tensors = {}
+        self.float_args = []
+        stack = [(a, (k,)) for k, a in enumerate(args)]
+        while stack:
+            value, path = stack.pop()
+            if isinstance(value, _tensor.Tensor):
+                self.arg_tensors.setdefault(id(value), path)
+            elif type(value) in (tuple, list):
+                stack.extend((v, (*path, k)) for k, v in enumerate(value))
+            elif isinstance(value, float):
+                self.float_args.append((path, float.__float__(value)))
+
+    def fail(self, reason):
+        if self.failure is None:
+            self.failure = reason
+
+    # hooks called by tensor.py and autograd.py ---------------------------------------------------
+    def created(self, t):
+        self.inner_tensors.add(id(t))
+        self.inner_cells.add(id(t._cell))
+        self.keep.append(t)
+
+    def see(self, t):
+        """First sight of a tensor: remember how it was if it comes from outside the call."""
+        if id(t) in self.seen_index or id(t) in self.inner_tensors:
+            return
+        self.seen_index[id(t)] = len(self.seen)
+        path = self.arg_tensors.get(id(t))
+        descriptor = ("arg", path) if path is not None else ("ref", weakref.ref(t))
+        self.seen.append((descriptor, t, t._grad, t._grad_node))
+        fn = t._grad_node
+        if fn is not None and type(fn) is not AccumulateGrad:
+            self.fail("it uses a tensor with autograd history from before the call")
+        cell = t._cell
+        if id(cell) in self.source_index or id(cell) in self.inner_cells:
+            return
+        node = cell.node
+        if not node.realized and _constant_structure(node, 0) is None:
+            # NOTE: a pending value from before the call (`y = 2 * x + 3`) is computed once, now,
+            # rather than by every run of the program; a pending constant (a zeroed gradient) stays
+            # part of the program's formulas
+            _tensor._realize_now([node], [])
+        self.source_index[id(cell)] = len(self.sources)
+        self.sources.append((descriptor, cell, cell.node))
+
+    def operands(self, operands):
+        Tensor = _tensor.Tensor
+        for o in operands:
+            if isinstance(o, Tensor):
+                self.see(o)
+
+    def assigning(self, t):
+        self.see(t)
+        self.assigned[id(t._cell)] = t._cell
+
+    def scalar(self, value, node):
+        if isinstance(value, _DerivedFloat):
+            self.specialized.update(value.paths)
+            self.scalar_plain.add(id(node))
+        elif isinstance(value, _TracedFloat):
+            self.scalar_args.setdefault(id(node), set()).update(value.paths)
+        else:
+            self.scalar_plain.add(id(node))
+        self.keep.append(node)
+
+    # the end of the call ------------------------------------------------------------------------
+    def program(self, result):
+        """The replayable program of this call (computing its values now), or raise _Unsupported."""
+        if self.failure is not None:
+            raise _Unsupported(self.failure)
+        targets, target_index = [], {}
+
+        def target(cell):
+            node = cell.node
+            if id(cell) in self.source_index and node is self.sources[self.source_index[id(cell)]][2]:
+                return "source", self.source_index[id(cell)]
+            if not node.realized and _constant_structure(node, 0) is not None:
+                return "const", node  # NOTE: a zeroed gradient stays a pending constant, as in eager mode
+            if node.realized:
+                raise _Unsupported("a value it returns or stores was computed before the call ended")
+            if id(node) not in target_index:
+                target_index[id(node)] = len(targets)
+                targets.append(node)
+            return "target", target_index[id(node)]
+
+        cells, cell_index = [], {}
+
+        def cell_of(t):
+            """('source', k) for an outside cell, ('inner', j) for a cell the call made."""
+            cell = t._cell
+            k = self.source_index.get(id(cell))
+            if k is not None:
+                return "source", k
+            j = cell_index.get(id(cell))
+            if j is None:
+                j = cell_index[id(cell)] = len(cells)
+                cells.append(target(cell))
+            return "inner", j
+
+        updates = [(self.source_index[i], target(cell)) for i, cell in self.assigned.items() if i in self.source_index]
+        tensors, tensor_index = [], {}
+
+        def inner_tensor(t):
+            j = tensor_index.get(id(t))
+            if j is None:
+                fn = t._grad_node
+                if fn is not None and (type(fn) is AccumulateGrad or id(fn) not in self.walked):
+                    raise _Unsupported("it returns a tensor with autograd history (call backward inside)")
+                j = tensor_index[id(t)] = len(tensors)
+                tensors.append((cell_of(t), fn, t._output_nr))
+            return j
+
+        grads, guards = [], []
+        for s, (descriptor, t, grad, fn) in enumerate(self.seen):
+            if t._grad_node is not fn:
+                raise _Unsupported("it changes whether a tensor from outside requires grad")
+            guard = None
+            if grad is not None:
+                k = self.source_index.get(id(grad._cell))
+                guard = ("cell", k) if k is not None else ("any",)
+            guards.append((s, fn is not None, guard))
+            if t._grad is not grad:
+                new = t._grad
+                if new is None:
+                    grads.append((s, None))
+                elif id(new) in self.inner_tensors:
+                    grads.append((s, inner_tensor(new)))
+                else:
+                    raise _Unsupported("it sets a .grad to a tensor from outside the call")
+        returns = self._returns(result, inner_tensor)
+        if not targets:
+            raise _Unsupported("it computes nothing")
+        found = plan_for(targets)
+        if found is None or found[1] != targets:
+            raise _Unsupported("its results are views of its inputs")
+        plan, _, leaves, scalars = found
+        leaf_sources = self._bind_leaves(leaves)
+        scalar_sources = self._bind_scalars(scalars)
+        specialized = tuple(sorted((path, value) for path, value in self.float_args if path in self.specialized))
+        plan.run(targets, leaves, scalars)
+        return _Program(plan, [(d, node if node.buffer is None else (node.shape, node.dtype, node.strides))
+                               for d, _, node in self.sources],
+                        [(d, has_fn, guard) for (d, *_), (_, has_fn, guard) in zip(self.seen, guards)],
+                        leaf_sources, scalar_sources, specialized, [(n.shape, n.dtype) for n in targets],
+                        updates, cells, tensors, grads, returns)
+
+    def _returns(self, value, inner_tensor):
+        Tensor = _tensor.Tensor
+        if isinstance(value, Tensor):
+            if id(value) in self.inner_tensors:
+                return "new", inner_tensor(value)
+            self.see(value)
+            return "same", self.seen[self.seen_index[id(value)]][0]
+        if type(value) in (tuple, list):
+            return type(value), tuple(self._returns(v, inner_tensor) for v in value)
+        if isinstance(value, _TracedFloat):
+            value._looked_at()
+            return "value", float.__float__(value)
+        if isinstance(value, (int, float, str, bool)) or value is None:
+            return "value", value
+        raise _Unsupported(f"it returns a {type(value).__name__}")
+
+    def _bind_leaves(self, leaves):
+        by_node = {id(node): k for k, (_, _, node) in enumerate(self.sources)}
+        by_buffer = {}
+        for k, (_, _, node) in enumerate(self.sources):
+            by_buffer.setdefault(id(node.buffer), []).append(k)
+        bound = []
+        for leaf in leaves:
+            k = by_node.get(id(leaf))
+            if k is None:
+                owners = by_buffer.get(id(leaf.buffer), ())
+                if len(owners) != 1:
+                    raise _Unsupported("it uses data made inside the call (tensor(...), randn, dropout)")
+                k = owners[0]
+            entry = self.sources[k][2]
+            bound.append((k, leaf.offset - entry.offset, ITEMSIZE[leaf.dtype]))
+        return tuple(bound)
+
+    def _bind_scalars(self, scalars):
+        bound = []
+        for node in scalars:
+            paths = self.scalar_args.get(id(node), ())
+            if len(paths) == 1 and id(node) not in self.scalar_plain:
+                bound.append(("arg", next(iter(paths))))
+                continue
+            # NOTE: a float argument equal to a constant of the program may be where it came from
+            self.specialized.update(paths)
+            self.specialized.update(path for path, value in self.float_args if value == node.arg)
+            bound.append(("const", node.arg))
+        return tuple(bound)
+
+
+# -- replaying ---------------------------------------------------------------------------------------
+class _Miss(Exception):
+    """A guard failed: the call is traced again."""
+
+
+class _Program:
+    """One traced call as data: where the plan's inputs come from and what its results become."""
+
+    def __init__(self, plan, sources, seen, leaves, scalars, specialized, target_specs, updates, cells, tensors,
+                 grads, returns):
+        self.plan, self.sources, self.seen, self.leaves, self.scalars = plan, sources, seen, leaves, scalars
+        self.specialized, self.target_specs, self.updates, self.cells = specialized, target_specs, updates, cells
+        self.tensors, self.grads, self.returns = tensors, grads, returns
+        # NOTE: the replay loop below runs every step, so what it needs is laid out flat once here:
+        # one entry per tensor it fetches, with the source (cell) that tensor brings, if any
+        source_of = {_plain(d): k for k, (d, _) in enumerate(sources)}
+        self.checks = []
+        for descriptor, has_fn, _ in seen:
+            kind, where = descriptor
+            k = source_of.pop(_plain(descriptor), -1)
+            fetch = 0 if kind == "ref" else 1 if len(where) == 1 else 2
+            self.checks.append((fetch, where[0] if fetch == 1 else where, has_fn, k,
+                                sources[k][1] if k >= 0 else None))
+        if source_of:
+            raise _Unsupported("a tensor it reads was not seen as an operand")  # NOTE: cannot happen
+        self.source_tensor = [0] * len(sources)
+        for s, check in enumerate(self.checks):
+            if check[3] >= 0:
+                self.source_tensor[check[3]] = s
+        self.grad_checks = []
+        for s, (_, _, guard) in enumerate(seen):
+            if guard is None or guard[0] == "any" or guard[1] is None:
+                self.grad_checks.append((s, guard is None, None))
+            else:
+                self.grad_checks.append((s, False, self.source_tensor[guard[1]]))
+
+    def signature(self):
+        """What two traces must share to be the same program."""
+
+        def structure(value):
+            return _constant_structure(value, 0) if type(value) is Node else value
+
+        def effect(value):
+            return (value[0], structure(value[1])) if value is not None else None
+
+        return (self.plan.key, tuple((_plain(d), structure(layout)) for d, layout in self.sources),
+                tuple((_plain(d), has_fn, guard) for d, has_fn, guard in self.seen), self.leaves, self.scalars,
+                self.specialized, tuple((k, effect(v)) for k, v in self.updates), tuple(map(effect, self.cells)),
+                tuple((c, type(fn).__name__, nr) for c, fn, nr in self.tensors),
+                tuple(self.grads), self.returns)
+
+    def run(self, args):
+        """Check the guards, run the plan, apply the effects; the function's return value."""
+        for path, value in self.specialized:
+            if float(_at(args, path)) != value:
+                raise _Miss
+        seen = []
+        for fetch, where, has_fn, k, layout in self.checks:
+            if fetch == 0:
+                t = where()
+                if t is None:
+                    raise _Miss
+            else:
+                t = args[where] if fetch == 1 else _at(args, where)
+            if (t._grad_node is not None) is not has_fn:
+                raise _Miss
+            if k >= 0:
+                node = t._cell.node
+                if type(layout) is Node:
+                    if node is not layout:  # a pending constant, the same one
+                        raise _Miss
+                else:
+                    if node.buffer is None:
+                        _tensor._realize([node])
+                        node = t._cell.node
+                    if (node.shape, node.dtype, node.strides) != layout:
+                        raise _Miss
+            seen.append(t)
+        for s, absent, owner in self.grad_checks:
+            grad = seen[s]._grad
+            if absent:
+                if grad is not None:
+                    raise _Miss
+            elif grad is None or (owner is not None and grad._cell is not seen[owner]._cell):
+                raise _Miss
+        cells = [seen[s]._cell for s in self.source_tensor]
+        addresses = []
+        for k, delta, itemsize in self.leaves:
+            node = cells[k].node
+            addresses.append(node.buffer.address + (node.offset + delta) * itemsize)
+        scalars = [float(_at(args, where)) if kind == "arg" else where for kind, where in self.scalars]
+        results = [Node.raw("BUFFER", (), None, shape, dtype, 0) for shape, dtype in self.target_specs]
+        self.plan.run_bound(results, addresses, scalars)
+        # every guard held and the program ran: now the effects, which cannot fail
+        for k, (kind, j) in self.updates:
+            cells[k].node = results[j] if kind == "target" else j if kind == "const" else cells[j].node
+        Cell, Tensor = _tensor.Cell, _tensor.Tensor
+        new_cells = [Cell(results[j] if kind == "target" else j if kind == "const" else cells[j].node)
+                     for kind, j in self.cells]
+        tensors = []
+        for (kind, j), fn, output_nr in self.tensors:
+            t = Tensor._wrap(None, fn)
+            t._cell = cells[j] if kind == "source" else new_cells[j]
+            t._output_nr = output_nr
+            tensors.append(t)
+        for s, j in self.grads:
+            seen[s]._grad = None if j is None else tensors[j]
+        return self._build(self.returns, args, tensors)
+
+    def _build(self, spec, args, tensors):
+        kind, value = spec
+        if kind == "new":
+            return tensors[value]
+        if kind == "same":
+            where_kind, where = value
+            return _at(args, where) if where_kind == "arg" else where()
+        if kind == "value":
+            return value
+        return kind(self._build(v, args, tensors) for v in value)
+
+
+# -- the compiled function -----------------------------------------------------------------------------
+class _Entry:
+    """The state of one argument key: how many calls it saw, its traces, its program."""
+
+    __slots__ = ("calls", "traces", "program", "previous", "misses", "eager_reason", "replayed")
+
+    def __init__(self):
+        self.calls = 0
+        self.traces = 0
+        self.program = None
+        self.previous = None  # the signature of the last trace
+        self.misses = 0
+        self.eager_reason = None
+        self.replayed = 0
+
+
+class CompiledFunction:
+    """What `symgrad.compile(fn)` returns: call it like `fn`."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.entries: dict = {}
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args, **kwargs):
+        names = ()
+        if kwargs:
+            # keyword arguments are arguments after the positional ones, their names part of the key
+            names = tuple(kwargs)
+            args = (*args, *kwargs.values())
+        key = (GradMode.enabled, names, *[_argument_key(a) for a in args])
+        try:
+            entry = self.entries.get(key)
+        except TypeError:
+            return self._call(args, names)
+        if entry is None:
+            entry = self.entries[key] = _Entry()
+        entry.calls += 1
+        if entry.program is not None and not Tracing.active and not GradMode.in_backward:
+            value_read()  # the eager replay layer must not rely on cells this call changes
+            try:
+                result = entry.program.run(args)
+            except _Miss:
+                entry.program, entry.previous = None, None
+                entry.misses += 1
+                if entry.misses > MAX_RETRACES:
+                    entry.eager_reason = "its guards kept failing after tracing"
+            else:
+                entry.replayed += 1
+                return result
+        if entry.eager_reason is not None or entry.calls == 1 or Tracing.active is not None:
+            return self._call(args, names)
+        return self._trace(entry, args, names)
+
+    def _call(self, args, names):
+        if not names:
+            return self.fn(*args)
+        positional = len(args) - len(names)
+        return self.fn(*args[:positional], **dict(zip(names, args[positional:])))
+
+    def _trace(self, entry, args, names):
+        value_read()
+        trace = _Trace(args)
+        traced_args = tuple(_traced_arguments(a, (k,)) for k, a in enumerate(args))
+        replay_was, Replay.enabled = Replay.enabled, False
+        Tracing.active = trace
+        try:
+            result = self._call(traced_args, names)
+        finally:
+            Tracing.active = None
+            Replay.enabled = replay_was
+        try:
+            program = trace.program(result)
+        except _Unsupported as reason:
+            entry.eager_reason = str(reason)
+            _finish_eagerly(trace, result)
+            return _plain_float(result)
+        signature = program.signature()
+        if signature == entry.previous:
+            entry.program = program
+        entry.previous = signature
+        entry.traces += 1
+        if entry.program is None and entry.traces >= MAX_TRACES:
+            entry.eager_reason = ("its traces differ from call to call: it reads Python state that changes "
+                                  "(pass such values as arguments)")
+        return _plain_float(result)
+
+    def explain(self) -> str:
+        """Whether calls are replayed as one program, and if not, why.
+
+        >>> import symgrad
+        >>> f = symgrad.compile(lambda x: (x * 2).sum().item())
+        >>> for _ in range(3): _ = f(symgrad.ones(2))
+        >>> f.explain()
+        'eager: it reads tensor values'
+        """
+        lines = []
+        for entry in self.entries.values():
+            if entry.eager_reason is not None:
+                lines.append(f"eager: {entry.eager_reason}")
+            else:
+                lines.append(f"compiled: {entry.replayed} calls replayed as one native program, "
+                             f"{entry.calls - entry.replayed} traced or eager")
+        return "\n".join(lines) if lines else "not called yet"
+
+
+def _plain_float(value):
+    """A traced float handed back by the function, as the float it is."""
+    if isinstance(value, _TracedFloat):
+        return float.__float__(value)
+    if type(value) in (tuple, list):
+        return type(value)(_plain_float(v) for v in value)
+    return value
+
+
+def _finish_eagerly(trace, result):
+    """A trace that cannot be a program still ran every op: compute what it left pending."""
+    pending = [cell.node for cell in trace.assigned.values() if not cell.node.realized]
+    stack = [result]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, _tensor.Tensor) and not value._cell.node.realized:
+            pending.append(value._cell.node)
+        elif type(value) in (tuple, list):
+            stack.extend(value)
+    for _, t, _, _ in trace.seen:
+        if t._grad is not None and not t._grad._cell.node.realized:
+            pending.append(t._grad._cell.node)
+    if pending:
+        _tensor._realize(pending)
+
+
+def compile(fn=None):
+    """Compile a Python function of tensors (a training step, say) into one cached native program.
+
+    Use it as `step = symgrad.compile(step)` or as a decorator. See the module docstring for what is
+    guarded and what runs eagerly.
+
+    >>> import symgrad
+    >>> double_sum = symgrad.compile(lambda x: (2 * x).sum())
+    >>> [double_sum(symgrad.ones(3)).item() for _ in range(4)]
+    [6.0, 6.0, 6.0, 6.0]
+    """
+    if fn is None:
+        return compile
+    return CompiledFunction(fn)
