@@ -48,6 +48,7 @@ history past the call (return a loss without calling backward on it), or call `b
 """
 from __future__ import annotations
 
+import builtins
 import functools
 import weakref
 
@@ -69,41 +70,46 @@ class Tracing:
     active = None
 
 
-# -- floats that know they are arguments ----------------------------------------------------------
+# -- floats that remember where they came from ------------------------------------------------------
+# While tracing, float arguments and the floats `runtime_value` reads (an optimizer's learning rate and
+# step count) are _TracedFloats. Python arithmetic on them gives _TracedFloats carrying the *formula*
+# of their value: ("arg", path), ("slot", j), ("const", v), or (operator, formula, ...). A runtime
+# scalar of the program made from one is recomputed by that formula at every compiled call, with
+# Python's own operators in Python's order, so it rounds exactly as the eager code did.
 class _TracedFloat(float):
-    """A float argument during tracing: reaching a tensor op as is, it becomes a runtime scalar."""
+    """A float whose formula the trace keeps (see above)."""
 
-    __slots__ = ("paths",)
-
-    def _derived(self, value):
-        result = _DerivedFloat(value)
-        result.paths = self.paths
-        return result
+    __slots__ = ("formula",)
 
     def _looked_at(self):
+        """Python used the value itself (compared it, hashed it): the call depends on it exactly."""
         trace = Tracing.active
         if trace is not None:
-            trace.specialized.update(self.paths)
+            trace.specialized.update(_leaves(self.formula))
 
 
-class _DerivedFloat(_TracedFloat):
-    """A float Python computed from float arguments: a constant of the trace, its arguments guarded."""
+def _traced(value, formula):
+    result = _TracedFloat(value)
+    result.formula = formula
+    return result
 
-    __slots__ = ()
+
+def _formula_of(value):
+    return value.formula if isinstance(value, _TracedFloat) else ("const", value)
 
 
-def _arithmetic(name):
+def _arithmetic(name, symbol, swapped):
     base = getattr(float, name)
 
     def method(self, *others):
         result = base(self, *others)
-        if result is NotImplemented or not isinstance(result, float):
+        if result is NotImplemented or not isinstance(result, float) or any(
+                not isinstance(o, (int, float)) for o in others):
             return result
-        derived = self._derived(result)
-        for other in others:
-            if isinstance(other, _TracedFloat):
-                derived.paths = derived.paths | other.paths
-        return derived
+        operands = [self.formula, *map(_formula_of, others)]
+        if swapped:
+            operands.reverse()
+        return _traced(result, (symbol, *operands))
 
     method.__name__ = name
     return method
@@ -123,27 +129,60 @@ def _inspection(name):
     return method
 
 
-for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
-              "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__", "__neg__", "__pos__",
-              "__abs__"):
-    setattr(_TracedFloat, _name, _arithmetic(_name))
-# NOTE: float() is not here: our own code converts operands with it, and a float argument used
-# directly is caught by value anyway (see _bind_scalars)
-for _name in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__", "__bool__", "__int__", "__round__", "__trunc__", "__floor__", "__ceil__", "__format__", "__repr__", "__str__", "__divmod__",
+for _symbol, _name in (("+", "add"), ("-", "sub"), ("*", "mul"), ("/", "truediv"), ("//", "floordiv"),
+                       ("%", "mod"), ("**", "pow")):
+    setattr(_TracedFloat, f"__{_name}__", _arithmetic(f"__{_name}__", _symbol, False))
+    setattr(_TracedFloat, f"__r{_name}__", _arithmetic(f"__r{_name}__", _symbol, True))
+for _symbol, _name in (("-", "__neg__"), ("+", "__pos__"), ("abs", "__abs__")):
+    setattr(_TracedFloat, _name, _arithmetic(_name, _symbol, False))
+# NOTE: float() is not here: our own code converts operands with it, and a float equal to an argument
+# or a runtime value is guarded by value anyway (see _bind_scalars)
+for _name in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__", "__bool__", "__int__", "__round__",
+              "__trunc__", "__floor__", "__ceil__", "__format__", "__repr__", "__str__", "__divmod__",
               "__rdivmod__", "as_integer_ratio", "is_integer", "hex"):
     setattr(_TracedFloat, _name, _inspection(_name))
 _TracedFloat.__hash__ = lambda self: (self._looked_at(), float.__hash__(self))[1]
 
 
+def _leaves(formula):
+    """The ("arg", path) and ("slot", j) leaves of a formula."""
+    found, stack = set(), [formula]
+    while stack:
+        f = stack.pop()
+        if f[0] in ("arg", "slot"):
+            found.add(f)
+        elif f[0] != "const":
+            stack.extend(f[1:])
+    return found
+
+
 def _traced_arguments(value, path):
     """`value` with its floats replaced by _TracedFloats that remember where they came from."""
     if type(value) is float:
-        traced = _TracedFloat(value)
-        traced.paths = frozenset([path])
-        return traced
+        return _traced(value, ("arg", path))
     if type(value) in (tuple, list):
         return type(value)(_traced_arguments(v, (*path, k)) for k, v in enumerate(value))
     return value
+
+
+def runtime_value(container, key):
+    """`container[key]`, a float (or a tuple of floats) that a compiled call reads afresh every time.
+
+    What optimizers read their hyperparameters and step counts with: a scheduler's new learning rate
+    or Adam's next step count is a runtime value of the compiled program, not a constant of its trace.
+    Writing a value computed from it back to `container[key]` is an effect the compiled call repeats.
+
+    >>> group = {"lr": 0.1}
+    >>> runtime_value(group, "lr")
+    0.1
+    """
+    value = container[key]
+    trace = Tracing.active
+    if trace is None:
+        return tuple(float(v) for v in value) if isinstance(value, (tuple, list)) else float(value)
+    if isinstance(value, (tuple, list)):
+        return tuple(trace.slot(container, key, k, v) for k, v in enumerate(value))
+    return trace.slot(container, key, None, value)
 
 
 def _argument_key(value):
@@ -189,10 +228,11 @@ class _Trace:
         self.seen, self.seen_index = [], {}  # outside tensors: (descriptor, tensor, grad, grad function)
         self.assigned = {}
         self.walked = set()
-        self.scalar_args, self.scalar_plain = {}, set()
-        self.specialized = set()
+        self.scalar_formulas, self.scalar_plain = {}, set()
+        self.specialized = set()  # formula leaves the call depends on exactly
+        self.slots, self.slot_index, self.containers = [], {}, {}  # what runtime_value read
+        self.leaf_values = {}  # the value of every formula leaf at this call
         self.arg_tensors = {}
-        self.float_args = []
         stack = [(a, (k,)) for k, a in enumerate(args)]
         while stack:
             value, path = stack.pop()
@@ -201,7 +241,7 @@ class _Trace:
             elif type(value) in (tuple, list):
                 stack.extend((v, (*path, k)) for k, v in enumerate(value))
             elif isinstance(value, float):
-                self.float_args.append((path, float.__float__(value)))
+                self.leaf_values[("arg", path)] = float.__float__(value)
 
     def fail(self, reason):
         if self.failure is None:
@@ -247,17 +287,43 @@ class _Trace:
         self.assigned[id(t._cell)] = t._cell
 
     def scalar(self, value, node):
-        if isinstance(value, _DerivedFloat):
-            self.specialized.update(value.paths)
-            self.scalar_plain.add(id(node))
-        elif isinstance(value, _TracedFloat):
-            self.scalar_args.setdefault(id(node), set()).update(value.paths)
+        if isinstance(value, _TracedFloat):
+            self.scalar_formulas.setdefault(id(node), []).append(value.formula)
         else:
             self.scalar_plain.add(id(node))
         self.keep.append(node)
 
+    def slot(self, container, key, index, value):
+        """A _TracedFloat for `container[key]` (its element `index`), read by runtime_value."""
+        if isinstance(value, _TracedFloat):
+            return value  # written back earlier in this call: its formula already says where it comes from
+        place = (id(container), key, index)
+        j = self.slot_index.get(place)
+        if j is None:
+            j = self.slot_index[place] = len(self.slots)
+            self.slots.append((container, key, index))
+            self.containers.setdefault((id(container), key), (container, key, container[key]))
+            self.leaf_values[("slot", j)] = float(value)
+        return _traced(float(value), ("slot", j))
+
+    def restore_slots(self):
+        """Put plain floats back where the call wrote _TracedFloats (they must not outlive the trace);
+        the writes a compiled call repeats: ((container, key), formula)."""
+        writes = []
+        for container, key, before in self.containers.values():
+            now = container[key]
+            if isinstance(now, (tuple, list)) and any(isinstance(v, _TracedFloat) for v in now):
+                container[key] = type(now)(float(v) for v in now)
+                self.fail("it writes a traced tuple back")
+            elif isinstance(now, _TracedFloat):
+                container[key] = float.__float__(now)
+                writes.append(((container, key), now.formula))
+            elif now is not before and isinstance(now, float):
+                writes.append(((container, key), ("const", now)))
+        return writes
+
     # the end of the call ------------------------------------------------------------------------
-    def program(self, result):
+    def program(self, result, writes):
         """The replayable program of this call (computing its values now), or raise _Unsupported."""
         if self.failure is not None:
             raise _Unsupported(self.failure)
@@ -328,13 +394,14 @@ class _Trace:
             raise _Unsupported("its results are views of its inputs")
         plan, _, leaves, scalars = found
         leaf_sources = self._bind_leaves(leaves)
-        scalar_sources = self._bind_scalars(scalars)
-        specialized = tuple(sorted((path, value) for path, value in self.float_args if path in self.specialized))
+        scalar_sources, same = self._bind_scalars(scalars)
+        specialized = tuple(sorted((leaf, self.leaf_values[leaf]) for leaf in self.specialized))
+        scalar_program = _ScalarProgram(scalar_sources, same, specialized, writes, self.slots)
         plan.run(targets, leaves, scalars)
         return _Program(plan, [(d, node if node.buffer is None else (node.shape, node.dtype, node.strides))
                                for d, _, node in self.sources],
                         [(d, has_fn, guard) for (d, *_), (_, has_fn, guard) in zip(self.seen, guards)],
-                        leaf_sources, scalar_sources, specialized, [(n.shape, n.dtype) for n in targets],
+                        leaf_sources, scalar_program, [(n.shape, n.dtype) for n in targets],
                         updates, cells, tensors, grads, returns)
 
     def _returns(self, value, inner_tensor):
@@ -347,7 +414,9 @@ class _Trace:
         if type(value) in (tuple, list):
             return type(value), tuple(self._returns(v, inner_tensor) for v in value)
         if isinstance(value, _TracedFloat):
+            Tracing.active = self  # NOTE: handing a float back is looking at it
             value._looked_at()
+            Tracing.active = None
             return "value", float.__float__(value)
         if isinstance(value, (int, float, str, bool)) or value is None:
             return "value", value
@@ -371,20 +440,94 @@ class _Trace:
         return tuple(bound)
 
     def _bind_scalars(self, scalars):
-        bound = []
+        """Each runtime scalar as a formula, and the formulas that must agree with it (hash-consing
+        made one node of equal values, such as the step sizes of several parameters)."""
+        bound, same = [], []
         for node in scalars:
-            paths = self.scalar_args.get(id(node), ())
-            if len(paths) == 1 and id(node) not in self.scalar_plain:
-                bound.append(("arg", next(iter(paths))))
+            formulas = self.scalar_formulas.get(id(node), [])
+            if formulas and id(node) not in self.scalar_plain:
+                bound.append(formulas[0])
+                same.extend((formulas[0], f) for f in formulas[1:] if f != formulas[0])
                 continue
-            # NOTE: a float argument equal to a constant of the program may be where it came from
-            self.specialized.update(paths)
-            self.specialized.update(path for path, value in self.float_args if value == node.arg)
+            # NOTE: a plain float equal to an argument or runtime value may have been computed from it
+            # where we could not see (math.sqrt(lr)), so those are guarded by value
+            for f in formulas:
+                self.specialized.update(_leaves(f))
+            self.specialized.update(leaf for leaf, value in self.leaf_values.items() if value == node.arg)
             bound.append(("const", node.arg))
-        return tuple(bound)
+        return tuple(bound), tuple(same)
 
 
 # -- replaying ---------------------------------------------------------------------------------------
+class _ScalarProgram:
+    """A compiled call's runtime scalars, recomputed from their formulas by generated Python code (one
+    line per operation, in the order the traced code did them, so the values round the same); the
+    guards on values Python looked at; and the values written back with runtime_value's slots."""
+
+    def __init__(self, scalars, same, specialized, writes, slots):
+        self.formulas, self.same, self.specialized, self.writes = scalars, same, specialized, writes
+        self.places = [place for place, _ in writes]
+        namespace, lines, names = {}, [], {}
+
+        def name_of(formula):
+            """The variable holding `formula`'s value, emitting the lines that compute it (iteratively:
+            a formula can be as deep as a Python loop made it)."""
+            stack = [formula]
+            while stack:
+                f = stack[-1]
+                if id(f) in names:
+                    stack.pop()
+                    continue
+                kind = f[0]
+                parts = [] if kind in ("arg", "slot", "const") else [g for g in f[1:] if id(g) not in names]
+                if parts:
+                    stack.extend(parts)
+                    continue
+                stack.pop()
+                var = f"v{len(names)}"
+                if kind == "const":
+                    namespace[var] = f[1]
+                    names[id(f)] = var
+                    continue
+                if kind == "arg":
+                    expression = "args" + "".join(f"[{k}]" for k in f[1])
+                elif kind == "slot":
+                    container, key, index = slots[f[1]]
+                    holder = f"c{len(namespace)}"
+                    namespace[holder], namespace[holder + "k"] = container, key
+                    expression = f"{holder}[{holder}k]" + ("" if index is None else f"[{index}]")
+                elif kind == "abs":
+                    expression = f"abs({names[id(f[1])]})"
+                elif len(f) == 2:
+                    expression = f"{kind}{names[id(f[1])]}"
+                else:
+                    expression = f"{names[id(f[1])]} {kind} {names[id(f[2])]}"
+                lines.append(f"    {var} = {expression}")
+                names[id(f)] = var
+            return names[id(formula)]
+
+        for k, (leaf, value) in enumerate(specialized):
+            namespace[f"want{k}"] = value
+            var = name_of(leaf)
+            lines.append(f"    if {var} != want{k}: return None")
+        for a, b in same:
+            lines.append(f"    if {name_of(a)} != {name_of(b)}: return None")
+        values = ", ".join(name_of(f) for f in scalars)
+        written = ", ".join(name_of(f) for _, f in writes)
+        lines.append(f"    return [{values}], [{written}]")
+        self.source = "def evaluate(args):\n" + "\n".join(lines) + "\n"
+        exec(builtins.compile(self.source, "<symgrad.compile scalars>", "exec"), namespace)
+        self.evaluate = namespace["evaluate"]
+
+    def signature(self):
+        return (self.formulas, self.same, self.specialized,
+                tuple((id(container), key, f) for (container, key), f in self.writes))
+
+    def write(self, values):
+        for (container, key), value in zip(self.places, values):
+            container[key] = value
+
+
 class _Miss(Exception):
     """A guard failed: the call is traced again."""
 
@@ -392,10 +535,9 @@ class _Miss(Exception):
 class _Program:
     """One traced call as data: where the plan's inputs come from and what its results become."""
 
-    def __init__(self, plan, sources, seen, leaves, scalars, specialized, target_specs, updates, cells, tensors,
-                 grads, returns):
+    def __init__(self, plan, sources, seen, leaves, scalars, target_specs, updates, cells, tensors, grads, returns):
         self.plan, self.sources, self.seen, self.leaves, self.scalars = plan, sources, seen, leaves, scalars
-        self.specialized, self.target_specs, self.updates, self.cells = specialized, target_specs, updates, cells
+        self.target_specs, self.updates, self.cells = target_specs, updates, cells
         self.tensors, self.grads, self.returns = tensors, grads, returns
         # NOTE: the replay loop below runs every step, so what it needs is laid out flat once here:
         # one entry per tensor it fetches, with the source (cell) that tensor brings, if any
@@ -430,16 +572,17 @@ class _Program:
             return (value[0], structure(value[1])) if value is not None else None
 
         return (self.plan.key, tuple((_plain(d), structure(layout)) for d, layout in self.sources),
-                tuple((_plain(d), has_fn, guard) for d, has_fn, guard in self.seen), self.leaves, self.scalars,
-                self.specialized, tuple((k, effect(v)) for k, v in self.updates), tuple(map(effect, self.cells)),
+                tuple((_plain(d), has_fn, guard) for d, has_fn, guard in self.seen), self.leaves,
+                self.scalars.signature(), tuple((k, effect(v)) for k, v in self.updates), tuple(map(effect, self.cells)),
                 tuple((c, type(fn).__name__, nr) for c, fn, nr in self.tensors),
                 tuple(self.grads), self.returns)
 
     def run(self, args):
         """Check the guards, run the plan, apply the effects; the function's return value."""
-        for path, value in self.specialized:
-            if float(_at(args, path)) != value:
-                raise _Miss
+        evaluated = self.scalars.evaluate(args)
+        if evaluated is None:
+            raise _Miss
+        scalars, written = evaluated
         seen = []
         for fetch, where, has_fn, k, layout in self.checks:
             if fetch == 0:
@@ -474,7 +617,6 @@ class _Program:
         for k, delta, itemsize in self.leaves:
             node = cells[k].node
             addresses.append(node.buffer.address + (node.offset + delta) * itemsize)
-        scalars = [float(_at(args, where)) if kind == "arg" else where for kind, where in self.scalars]
         results = [Node.raw("BUFFER", (), None, shape, dtype, 0) for shape, dtype in self.target_specs]
         self.plan.run_bound(results, addresses, scalars)
         # every guard held and the program ran: now the effects, which cannot fail
@@ -491,6 +633,7 @@ class _Program:
             tensors.append(t)
         for s, j in self.grads:
             seen[s]._grad = None if j is None else tensors[j]
+        self.scalars.write(written)
         return self._build(self.returns, args, tensors)
 
     def _build(self, spec, args, tensors):
@@ -576,8 +719,9 @@ class CompiledFunction:
         finally:
             Tracing.active = None
             Replay.enabled = replay_was
+            writes = trace.restore_slots()
         try:
-            program = trace.program(result)
+            program = trace.program(result, writes)
         except _Unsupported as reason:
             entry.eager_reason = str(reason)
             _finish_eagerly(trace, result)

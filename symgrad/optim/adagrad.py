@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .._tensor_module import _t
 from ..tensor import no_grad
+from ..compiled import runtime_value
 from .optimizer import Optimizer, _check, _params_with_grad, _set, _step_by_root, _update
 
 
@@ -40,15 +41,15 @@ class Adagrad(Optimizer):
         """One update of every parameter that has a gradient; returns closure() if given."""
         loss = self._closure(closure)
         for group in self.param_groups:
-            lr, lr_decay, eps = float(group["lr"]), float(group["lr_decay"]), float(group["eps"])
-            weight_decay = float(group["weight_decay"])
+            lr, lr_decay, eps, weight_decay = (runtime_value(group, key) for key in (
+                "lr", "lr_decay", "eps", "weight_decay"))
             for p in _params_with_grad(group):
                 state = self.state[p]
-                state["step"] += 1
+                state["step"] = step = runtime_value(state, "step") + 1
                 grad = -p.grad if group["maximize"] else p.grad
                 if weight_decay != 0:
                     grad = grad.add(p, alpha=weight_decay)
-                clr = lr / (1 + (state["step"] - 1) * lr_decay)
+                clr = lr / (1 + (step - 1) * lr_decay)
                 total = state["sum"]
                 _set(total, _update(_add_square, total, grad))
                 _set(p, _update(_step_by_root, p, grad, total, eps, -clr))

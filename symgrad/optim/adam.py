@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .._tensor_module import _t
 from ..tensor import no_grad
+from ..compiled import runtime_value
 from .optimizer import Optimizer, _check, _decayed_square_average, _params_with_grad, _set, _update
 
 
@@ -42,8 +43,8 @@ class Adam(Optimizer):
         """One update of every parameter that has a gradient; returns closure() if given."""
         loss = self._closure(closure)
         for group in self.param_groups:
-            lr, eps, weight_decay = float(group["lr"]), float(group["eps"]), float(group["weight_decay"])
-            beta1, beta2 = (float(b) for b in group["betas"])
+            lr, eps, weight_decay = (runtime_value(group, key) for key in ("lr", "eps", "weight_decay"))
+            beta1, beta2 = runtime_value(group, "betas")
             for p in _params_with_grad(group):
                 state = self.state[p]
                 if not state:
@@ -53,8 +54,7 @@ class Adam(Optimizer):
                     if group["amsgrad"]:
                         state["max_exp_avg_sq"] = _t.zeros_like(p)
                 grad = -p.grad if group["maximize"] else p.grad
-                state["step"] += 1
-                step = state["step"]
+                state["step"] = step = runtime_value(state, "step") + 1
                 if weight_decay != 0:
                     if group["decoupled_weight_decay"]:
                         p.mul_(1 - lr * weight_decay)

@@ -219,6 +219,12 @@ def _set(t, value) -> None:
     t._assign(value._cell.node)
 
 
+def _add_scaled(t, x, alpha):
+    """t + x * alpha, what `t.add_(x, alpha=alpha)` computes, without branching on alpha's value (so a
+    learning rate stays a runtime value of a compiled step)."""
+    return t + x * alpha
+
+
 def _decayed_square_average(average, grad, decay, one_minus_decay):
     """average * decay + grad² * (1 - decay): Adam's second moment, RMSprop's square average."""
     return average * decay + (grad * grad) * one_minus_decay

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .._tensor_module import _t
 from ..tensor import no_grad
+from ..compiled import runtime_value
 from .optimizer import (Optimizer, _check, _decayed_square_average, _lerp_, _params_with_grad, _set,
                         _step_by_root, _update)
 
@@ -33,8 +34,8 @@ class RMSprop(Optimizer):
         """One update of every parameter that has a gradient; returns closure() if given."""
         loss = self._closure(closure)
         for group in self.param_groups:
-            lr, alpha, eps = float(group["lr"]), float(group["alpha"]), float(group["eps"])
-            weight_decay, momentum = float(group["weight_decay"]), float(group["momentum"])
+            lr, alpha, eps, weight_decay, momentum = (runtime_value(group, key) for key in (
+                "lr", "alpha", "eps", "weight_decay", "momentum"))
             for p in _params_with_grad(group):
                 state = self.state[p]
                 if not state:
@@ -45,7 +46,7 @@ class RMSprop(Optimizer):
                     if group["centered"]:
                         state["grad_avg"] = _t.zeros_like(p)
                 grad = -p.grad if group["maximize"] else p.grad
-                state["step"] += 1
+                state["step"] = runtime_value(state, "step") + 1
                 if weight_decay != 0:
                     grad = grad.add(p, alpha=weight_decay)
                 square_avg = state["square_avg"]

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..tensor import no_grad
-from .optimizer import Optimizer, _check, _params_with_grad
+from ..compiled import runtime_value
+from .optimizer import Optimizer, _add_scaled, _check, _params_with_grad, _set, _update
 
 
 class SGD(Optimizer):
@@ -33,8 +34,8 @@ class SGD(Optimizer):
         """One update of every parameter that has a gradient; returns closure() if given."""
         loss = self._closure(closure)
         for group in self.param_groups:
-            lr, momentum = float(group["lr"]), float(group["momentum"])
-            weight_decay, dampening = float(group["weight_decay"]), float(group["dampening"])
+            lr, momentum = runtime_value(group, "lr"), runtime_value(group, "momentum")
+            weight_decay, dampening = runtime_value(group, "weight_decay"), runtime_value(group, "dampening")
             for p in _params_with_grad(group):
                 grad = -p.grad if group["maximize"] else p.grad
                 if weight_decay != 0:
@@ -48,5 +49,5 @@ class SGD(Optimizer):
                     else:
                         buf.mul_(momentum).add_(grad, alpha=1 - dampening)
                     grad = grad.add(buf, alpha=momentum) if group["nesterov"] else buf
-                p.add_(grad, alpha=-lr)
+                _set(p, _update(_add_scaled, p, grad, -lr))
         return loss
