@@ -81,3 +81,11 @@ def test_formulas_example_and_its_generated_page(capsys, monkeypatch):
     fresh = subprocess.run([sys.executable, str(EXAMPLES / "formulas.py"), "--markdown", "/dev/stdout"],
                            capture_output=True, text=True, check=True).stdout
     assert page.read_text() == fresh, "docs/formulas.md is stale: python examples/formulas.py --markdown docs/formulas.md"
+
+
+def test_compiled_step_replays_and_follows_the_scheduler(capsys):
+    out = run_example("compiled_step.py", capsys)
+    assert "compiled: 297 calls replayed as one native program" in out
+    first, last = (float(m) for m in re.findall(r"loss ([0-9.e+-]+)", out))
+    assert last < 1e-2 * first
+    assert "learning rate now 1.25e-04" in out
