@@ -278,3 +278,85 @@ def test_optimizer_state_read_with_runtime_value_is_replayed(name):
         np.testing.assert_allclose(q.detach().numpy(), p.detach().numpy(), rtol=1e-5, atol=1e-6)
     entry, = compiled.compiled.entries.values()
     assert entry.replayed >= 8, compiled.compiled.explain()
+
+
+def test_an_exception_while_tracing_leaves_everything_as_it_was():
+    w = symgrad.ones(2)
+    calls = []
+
+    @symgrad.compile
+    def step(scale):
+        calls.append(scale)
+        if len(calls) == 2:
+            raise ValueError("boom")
+        w.mul_(scale)
+
+    step(2.0)
+    with pytest.raises(ValueError):
+        step(2.0)
+    assert symgrad.compiled.Tracing.active is None and symgrad.replay.Replay.enabled
+    for _ in range(5):
+        step(2.0)
+    np.testing.assert_allclose(w.numpy(), [64.0, 64.0])
+
+
+def test_results_of_earlier_calls_keep_their_values():
+    w = symgrad.ones(3)
+
+    @symgrad.compile
+    def f(k):
+        w.add_(k)
+        return w * 2
+
+    results = [f(1.0) for _ in range(12)]  # NOTE: more than the result blocks a plan keeps for reuse
+    assert [r.numpy()[0] for r in results] == [2.0 * (k + 2) for k in range(12)]
+
+
+def test_a_returned_loss_cannot_be_backpropagated_again():
+    w = symgrad.ones(2, requires_grad=True)
+
+    @symgrad.compile
+    def step():
+        loss = (w * w).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        loss = step()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        loss.backward()
+
+
+def test_a_long_compiled_loop_keeps_memory_bounded():
+    import gc
+
+    from symgrad.graph import Node
+
+    w = symgrad.ones(4, requires_grad=True)
+
+    @symgrad.compile
+    def step(lr):
+        loss = (w * w).sum()
+        loss.backward()
+        with symgrad.no_grad():
+            w.sub_(lr * w.grad)
+            w.grad = None
+        return loss
+
+    def live_nodes():
+        gc.collect()
+        return sum(isinstance(o, Node) for o in gc.get_objects())
+
+    for _ in range(20):
+        step(0.01)
+    before = live_nodes()
+    for _ in range(200):
+        step(0.01)
+    assert live_nodes() <= before + 5
+
+
+def test_compiled_functions_nest():
+    inner = symgrad.compile(lambda x: x * 2)
+    outer = symgrad.compile(lambda x: inner(x) + 1)
+    for _ in range(5):
+        assert outer(symgrad.ones(2)).tolist() == [3.0, 3.0]
