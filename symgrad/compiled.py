@@ -160,9 +160,25 @@ def _traced_arguments(value, path):
     """`value` with its floats replaced by _TracedFloats that remember where they came from."""
     if type(value) is float:
         return _traced(value, ("arg", path))
-    if type(value) in (tuple, list):
-        return type(value)(_traced_arguments(v, (*path, k)) for k, v in enumerate(value))
-    return value
+    items = _children(value)
+    if items is None:
+        return value
+    return _rebuild(type(value), [(k, _traced_arguments(v, (*path, k))) for k, v in items])
+
+
+def _children(value):
+    """The (key, element) pairs of a tuple, list or dict (the containers arguments and results may
+    nest tensors and floats in); None for anything else."""
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return list(enumerate(value))
+    if kind is dict:
+        return list(value.items())
+    return None
+
+
+def _rebuild(kind, items):
+    return dict(items) if kind is dict else kind(v for _, v in items)
 
 
 def runtime_value(container, key):
@@ -195,8 +211,9 @@ def _argument_key(value):
         return node.shape, node.dtype, value._grad_node is not None
     if kind in (int, bool, str) or value is None:
         return kind, value
-    if kind in (tuple, list):
-        return kind, tuple(_argument_key(v) for v in value)
+    items = _children(value)
+    if items is not None:
+        return kind, tuple((k, _argument_key(v)) for k, v in items)
     return kind, id(value)
 
 
@@ -238,8 +255,8 @@ class _Trace:
             value, path = stack.pop()
             if isinstance(value, _tensor.Tensor):
                 self.arg_tensors.setdefault(id(value), path)
-            elif type(value) in (tuple, list):
-                stack.extend((v, (*path, k)) for k, v in enumerate(value))
+            elif _children(value) is not None:
+                stack.extend((v, (*path, k)) for k, v in _children(value))
             elif isinstance(value, float):
                 self.leaf_values[("arg", path)] = float.__float__(value)
 
@@ -411,8 +428,9 @@ class _Trace:
                 return "new", inner_tensor(value)
             self.see(value)
             return "same", self.seen[self.seen_index[id(value)]][0]
-        if type(value) in (tuple, list):
-            return type(value), tuple(self._returns(v, inner_tensor) for v in value)
+        items = _children(value)
+        if items is not None:
+            return type(value), tuple((k, self._returns(v, inner_tensor)) for k, v in items)
         if isinstance(value, _TracedFloat):
             Tracing.active = self  # NOTE: handing a float back is looking at it
             value._looked_at()
@@ -490,7 +508,9 @@ class _ScalarProgram:
                     names[id(f)] = var
                     continue
                 if kind == "arg":
-                    expression = "args" + "".join(f"[{k}]" for k in f[1])
+                    keys = [f"{var}k{i}" for i in range(len(f[1]))]
+                    namespace.update(zip(keys, f[1]))  # NOTE: dict keys of any kind, bound by name
+                    expression = "args" + "".join(f"[{key}]" for key in keys)
                 elif kind == "slot":
                     container, key, index = slots[f[1]]
                     holder = f"c{len(namespace)}"
@@ -645,7 +665,7 @@ class _Program:
             return _at(args, where) if where_kind == "arg" else where()
         if kind == "value":
             return value
-        return kind(self._build(v, args, tensors) for v in value)
+        return _rebuild(kind, [(k, self._build(v, args, tensors)) for k, v in value])
 
 
 # -- the compiled function -----------------------------------------------------------------------------
@@ -759,9 +779,8 @@ def _plain_float(value):
     """A traced float handed back by the function, as the float it is."""
     if isinstance(value, _TracedFloat):
         return float.__float__(value)
-    if type(value) in (tuple, list):
-        return type(value)(_plain_float(v) for v in value)
-    return value
+    items = _children(value)
+    return value if items is None else _rebuild(type(value), [(k, _plain_float(v)) for k, v in items])
 
 
 def _finish_eagerly(trace, result):
@@ -772,8 +791,8 @@ def _finish_eagerly(trace, result):
         value = stack.pop()
         if isinstance(value, _tensor.Tensor) and not value._cell.node.realized:
             pending.append(value._cell.node)
-        elif type(value) in (tuple, list):
-            stack.extend(value)
+        elif _children(value) is not None:
+            stack.extend(v for _, v in _children(value))
     for _, t, _, _ in trace.seen:
         if t._grad is not None and not t._grad._cell.node.realized:
             pending.append(t._grad._cell.node)

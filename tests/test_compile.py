@@ -360,3 +360,18 @@ def test_compiled_functions_nest():
     outer = symgrad.compile(lambda x: inner(x) + 1)
     for _ in range(5):
         assert outer(symgrad.ones(2)).tolist() == [3.0, 3.0]
+
+
+def test_dict_arguments_and_results():
+    w = symgrad.ones(2)
+
+    @symgrad.compile
+    def f(batch):
+        out = w * batch["x"] * batch["scale"]
+        return {"out": out, "total": out.sum(), "tag": "fixed"}
+
+    for k in range(6):
+        result = f({"x": symgrad.tensor([1.0, 2.0]), "scale": float(k)})
+        assert result["out"].tolist() == [k, 2 * k] and result["total"].item() == 3 * k
+        assert result["tag"] == "fixed"
+    assert "compiled: 3 calls replayed" in f.explain()
