@@ -15,7 +15,7 @@ import sys
 
 def main(argv=None) -> None:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-    from benchmarks import adam_step, cold_start, elementwise, linreg_epoch, mlp_step
+    from benchmarks import adam_step, cold_start, elementwise, linreg_epoch, mlp_step, resnet_step
 
     from benchmarks.timing import summary
 
@@ -23,7 +23,7 @@ def main(argv=None) -> None:
     parser.add_argument("--markdown", help="also write the tables to this Markdown file")
     parser.add_argument("--png", help="also draw symgrad's ratios to torch eager into this PNG (needs matplotlib)")
     args = parser.parse_args(argv)
-    modules = (elementwise, mlp_step, adam_step, linreg_epoch, cold_start)
+    modules = (elementwise, mlp_step, adam_step, linreg_epoch, cold_start, resnet_step)
     tables = []
     for k, module in enumerate(modules):
         print(f"[{k + 1}/{len(modules)}] {module.__name__.split('.')[-1]} ...", file=sys.stderr, flush=True)

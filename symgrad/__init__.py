@@ -56,6 +56,7 @@ subtract, multiply, divide, true_divide, negative, absolute = sub, mul, div, div
 
 from .indexing import cat, chunk, split, stack, unbind  # noqa: E402
 from . import nn, optim  # noqa: E402
+from . import models  # noqa: E402
 from .serialization import load, save  # noqa: E402
 
 concat = concatenate = cat

@@ -82,6 +82,12 @@ def _assemble(shape, regions, *parts):
     return out
 
 
+def _window_view(x, shape, maps):
+    """The WINDOW view (sliding windows): input axis k at output index i is sum(maps[k][j] * i[j]) + maps[k][-1]."""
+    index = np.indices(shape, sparse=True)
+    return np.asarray(x)[tuple(sum(m[j] * index[j] for j in range(len(shape))) + m[-1] for m in maps)]
+
+
 #: The names a printed formula may use besides its tensors, and what they mean. Every one is the numpy
 #: function of that name except `erf` (scipy.special.erf), `scatter_add` and `assemble` (written out
 #: above: numpy has no expression for them).
@@ -93,7 +99,7 @@ VOCABULARY = {
     "reshape": np.reshape, "transpose": np.transpose, "broadcast_to": np.broadcast_to,
     "take_along_axis": np.take_along_axis, "pad": np.pad, "arange": np.arange, "array": np.array,
     "zeros": np.zeros, "trunc": np.trunc, "inf": np.inf, "nan": np.nan, "pi": np.pi,
-    "scatter_add": _scatter_add, "assemble": _assemble,
+    "scatter_add": _scatter_add, "assemble": _assemble, "window": _window_view,
 }
 
 
@@ -418,6 +424,11 @@ class _Builder:
             x = self.part("slice", [x], (cut,), tuple(target[k] if c else source[k] for k, c in enumerate(cut)))
         return self.part("take_along_axis", [x, index], (axis,), node.shape), node.shape
 
+    def _window(self, node, args):
+        (expr, shape), = args
+        expr = self.exact(expr, shape, node.inputs[0].shape)
+        return self.part("window", [expr], (tuple(node.shape), node.arg), node.shape), node.shape
+
     def _scatter_add(self, node, args):
         parts = [self.exact(e, s, i.shape) for (e, s), i in zip(args, node.inputs)]
         return self.part("scatter_add", parts, (node.arg,), node.shape), node.shape
@@ -590,6 +601,8 @@ class _NumpyPrinter(StrPrinter):
             return f"scatter_add({', '.join(map(self.arg, o))}, axis={p[0]})"
         if kind == "assemble":
             return f"assemble({p[0]}, {p[1]}, {', '.join(map(self.arg, o))})"
+        if kind == "window":
+            return f"window({self.arg(o[0])}, {p[0]}, {p[1]})"
         if kind == "arange":
             return f"arange({p[0]})"
         if kind == "array":

@@ -655,3 +655,44 @@ OPS.update({op.name: op for op in NN})
 # runtime values): recorded as one call, which replay then serves as one template.
 OPS["UPDATE"] = Op("UPDATE", "", "composite", forward=lambda *operands: operands[-1](*operands[:-1]),
                    differentiable=False)
+
+
+# -- convolution, pooling, batch norm (the rules live in convolution.py) ---------------------------
+def _convolution():
+    from . import convolution  # written in Tensor operations, like indexing; imported when a rule runs
+
+    return convolution
+
+
+CONV = [
+    # WINDOW: an affine view, input index = integer-linear map of the output index (`arg`: one row of
+    # coefficients per input axis, the last entry an offset): sliding windows for im2col and pooling,
+    # and (with a negative coefficient) the gather of col2im. Used inside the composites below only.
+    Op("WINDOW", "", "movement", dtype_rule=KEEP, saves=False),
+    # conv1d/conv2d: `arg` = (stride, ((lo, hi) padding per axis), dilation, groups); bias may be None.
+    # Forward: pad, WINDOW, one GEMM; backward: dW = g @ cols.T and dcols = W.T @ g (GEMMs), then fold.
+    Op("CONVOLUTION", "ConvolutionBackward0", "composite",
+       forward=lambda x, w, b, arg: _convolution().conv_forward(x, w, b, arg),
+       vjp=lambda g, i, o, arg: _convolution().conv_vjp(g, i, o, arg), dtype_rule=KEEP),
+    # pooling: `arg` = (kernel, stride, padding (lo, hi) per axis, dilation, output size); the gradient
+    # of a max goes to the first maximal tap of each window (torch's rule), folded back onto the input
+    Op("MAX_POOL", "MaxPool2DWithIndicesBackward0", "composite",
+       forward=lambda x, arg: _convolution().max_pool_forward(x, arg),
+       vjp=lambda g, i, o, arg: _convolution().max_pool_vjp(g, i, o, arg), dtype_rule=KEEP),
+    Op("AVG_POOL", "AvgPool2DBackward0", "composite",
+       forward=lambda x, arg: _convolution().avg_pool_forward(x, arg),
+       vjp=lambda g, i, o, arg: _convolution().avg_pool_vjp(g, i, o, arg), dtype_rule=KEEP),
+    # batch_norm: operands (x, weight, bias, running_mean, running_var), `arg` = (training, eps); in
+    # training the batch statistics normalize (the module updates the running ones beside)
+    Op("BATCH_NORM", "NativeBatchNormBackward0", "composite",
+       forward=lambda x, w, b, rm, rv, arg: _convolution().batch_norm_forward(x, w, b, rm, rv, arg),
+       vjp=lambda g, i, o, arg: _convolution().batch_norm_vjp(g, i, o, arg), dtype_rule=KEEP),
+    # adaptive average pooling over uneven windows: rows @ x @ cols.T with constant averaging matrices
+    Op("ADAPTIVE_AVG_POOL", "AdaptiveAvgPool2DBackward0", "composite",
+       forward=lambda x, r, c, arg: _convolution().adaptive_avg_pool_forward(x, r, c, arg), dtype_rule=KEEP),
+    # F.pad: `arg` = (((lo, hi) per trailing axis), mode, value); constant pads ASSEMBLE into a filled
+    # buffer, reflect and replicate GATHER along each padded axis. Gradients: of the forward.
+    Op("PAD", "ConstantPadNdBackward0", "composite", forward=lambda x, arg: _convolution().pad_forward(x, arg),
+       dtype_rule=KEEP),
+]
+OPS.update({op.name: op for op in CONV})

@@ -32,7 +32,7 @@ from .ops import OPS
 import numpy as np
 
 REDUCTIONS = {"SUM": "sum", "PROD": "prod", "MAX": "max", "MIN": "min"}
-MOVEMENT = ("RESHAPE", "EXPAND", "PERMUTE", "SLICE")
+MOVEMENT = ("RESHAPE", "EXPAND", "PERMUTE", "SLICE", "WINDOW")
 # nodes whose value is always stored, and read from memory by their consumers
 STORED_OPS = frozenset({*REDUCTIONS, "MATMUL", "ASSEMBLE", "SCATTER_ADD"})
 PROGRAM_CACHE_LIMIT = 512
@@ -147,6 +147,11 @@ def _view_strides(node):
         lead = len(node.shape) - len(source.shape)
         return tuple(0 if k < lead or source.shape[k - lead] == 1 else source.strides[k - lead]
                      for k in range(len(node.shape))), source.offset
+    if node.op == "WINDOW":
+        # input axis k at output index i is sum(maps[k][j] * i[j]) + maps[k][-1]: strides compose
+        maps = node.arg
+        return (tuple(sum(m[j] * s for m, s in zip(maps, source.strides)) for j in range(len(node.shape))),
+                source.offset + sum(m[-1] * s for m, s in zip(maps, source.strides)))
     if source.strides == contiguous_strides(source.shape):
         return contiguous_strides(node.shape), source.offset
     return None
@@ -192,7 +197,7 @@ class _Plan:
         self.leaf_count = len(leaves)
         position = {id(n): k for k, n in enumerate(order)}
         self.target_positions = [position[id(t)] for t in targets]
-        forced: set[int] = _cut_long_chains(order, self.target_positions)
+        forced: set[int] = _cut_long_chains(order, self.target_positions) | _reshaped_operands(order)
         # A requested transpose of a product used nowhere else is computed transposed by the GEMM itself
         # (C.T = B.T @ A.T): a weight gradient (x.T @ g).T costs no copy.
         uses: dict[int, int] = {}
@@ -427,6 +432,13 @@ class _ExpressionBuilder:
             inner = tuple(tuple(step * c for c in axis_map[:-1]) + (start + step * axis_map[-1],)
                           for (start, step), axis_map in zip(node.arg, coeffs))
             return self.expr(node.inputs[0], inner)
+        if op == "WINDOW":
+            # an affine view (sliding windows, im2col): compose its map with the kernel's
+            width = self._space_rank()
+            inner = tuple(tuple(sum(m[j] * coeffs[j][i] for j in range(len(coeffs))) for i in range(width))
+                          + (sum(m[j] * coeffs[j][width] for j in range(len(coeffs))) + m[-1],)
+                          for m in node.arg)
+            return self.expr(node.inputs[0], inner)
         if op == "CAST":
             value = self.expr(node.inputs[0], coeffs)
             if node.dtype == "bool":
@@ -473,6 +485,24 @@ def _cut_long_chains(order, target_positions):
     return cut
 
 
+def _reshaped_operands(order):
+    """Sources of reshaped GEMM operands that strides cannot express (im2col windows, a permuted
+    gradient): stored up front in their own shape, read through the reshape, instead of being found
+    one per failed build."""
+    found = set()
+    for node in order:
+        if node.op != "MATMUL":
+            continue
+        for operand in node.inputs:
+            while operand.op == "PERMUTE" and not operand.realized:
+                operand = operand.inputs[0]
+            if operand.op == "RESHAPE" and not operand.realized:
+                source = operand.inputs[0]
+                if not source.realized and source.op not in STORED_OPS and source.op != "RESHAPE":
+                    found.add(id(source))
+    return found
+
+
 def _transposes_a_product(node):
     return (node.op == "PERMUTE" and node.arg == (1, 0) and node.inputs[0].op == "MATMUL"
             and not node.inputs[0].realized)
@@ -485,6 +515,11 @@ def _gemm(node, slot_of_leaf, slot_of_stored, loaded):
     operands, depends_on = [], []
     for source in sources:
         found = _strided_buffer(source, slot_of_leaf, slot_of_stored, loaded)
+        if found is None and source.op == "RESHAPE" and not source.inputs[0].realized \
+                and id(source.inputs[0]) not in slot_of_stored:
+            # NOTE: a reshaped operand (im2col windows, a permuted gradient) is stored once in its
+            # source's shape and read through the reshape, rather than stored twice
+            raise _NeedsBuffer(source.inputs[0])
         if found is None or not _is_matrix_layout(found[1][-2:], source.shape[-2:]):
             raise _NeedsBuffer(source)
         slot, strides, base = found
@@ -508,6 +543,8 @@ def _strided_buffer(node, slot_of_leaf, slot_of_stored, loaded):
         # NOTE: a stored value (a product, or a requested result such as updated weights) is read back
         # from memory, so `w.t()` of freshly updated weights costs the GEMM a transpose flag, not a copy
         return slot_of_stored[id(node)], row_major_strides(node.shape), node
+    if node.op == "RESHAPE" and id(node.inputs[0]) in slot_of_stored:
+        return slot_of_stored[id(node.inputs[0])], row_major_strides(node.shape), node.inputs[0]
     if node.op in ("PERMUTE", "EXPAND"):
         inner = _strided_buffer(node.inputs[0], slot_of_leaf, slot_of_stored, loaded)
         if inner is None:

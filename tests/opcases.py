@@ -498,3 +498,9 @@ NN_CASES: list[Case] = [
          transcendental=True),
 ]
 CASES += NN_CASES
+
+# -- convolution, pooling, batch norm, pad (tests/opcases_conv.py) ----------------------------------
+from opcases_conv import CONV_CASES, CONV_UNREACHABLE  # noqa: E402
+
+CASES += CONV_CASES
+UNREACHABLE.update(CONV_UNREACHABLE)

@@ -464,3 +464,8 @@ __all__ = [
 def _erf(input):
     """erf(x) (ErfBackward0); torch's `torch.erf`, which symgrad's Tensor does not expose yet."""
     return _apply(OPS["ERF"], (input,))
+
+from .functional_conv import *  # noqa: E402,F401,F403  (convolution, pooling, batch norm, pad)
+from .functional_conv import __all__ as _conv_all  # noqa: E402
+
+__all__ += _conv_all

@@ -1,0 +1,115 @@
+"""ResNet-18 forward + backward on a batch of 8 images of 3x64x64 (issue 7's benchmark).
+
+Contenders: symgrad (convolutions as im2col + OpenBLAS GEMMs, batch norm and ReLU fused into the
+kernels around them), torch eager with 1 and with 2 threads, and symgrad with 2 threads. Both models
+hold the same weights; the loss is the seed's `(prediction - labels).sum()`, gradients are cleared
+between steps. The first symgrad step (which compiles) is timed separately and its kernels counted.
+
+Run: python benchmarks/resnet_step.py [--rounds 5]
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+BATCH, SIZE = 8, 64
+
+
+def data():
+    rng = np.random.default_rng(0)
+    return rng.random((BATCH, 3, SIZE, SIZE), dtype=np.float32), rng.random((BATCH, 1000), dtype=np.float32)
+
+
+def symgrad_step(x, labels):
+    import symgrad
+
+    symgrad.manual_seed(0)
+    model = symgrad.models.resnet18()
+    x, labels = symgrad.tensor(x), symgrad.tensor(labels)
+
+    def step():
+        model.zero_grad()
+        loss = (model(x) - labels).sum()
+        loss.backward()
+        return float(loss)
+
+    return step, model
+
+
+def torch_step(x, labels, state):
+    import torch
+
+    from tests.test_resnet import ResNet
+
+    model = ResNet()
+    model.load_state_dict({k: torch.tensor(v.numpy().copy()) for k, v in state.items()})
+    x, labels = torch.tensor(x), torch.tensor(labels)
+
+    def step():
+        model.zero_grad()
+        loss = (model(x) - labels).sum()
+        loss.backward()
+        return float(loss)
+
+    return step, model
+
+
+def main(argv=None) -> list[str]:
+    import argparse
+
+    import codegen
+    import codegen.blas
+
+    from benchmarks.timing import interleaved_medians, report
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args(argv)
+    codegen.blas.set_num_threads(1)
+    ours, model = symgrad_step(*data())
+    compiles = codegen.compile_count() if callable(getattr(codegen, "compile_count", None)) else None
+    start = time.perf_counter()
+    loss = ours()
+    first = time.perf_counter() - start
+    compiled = (codegen.compile_count() - compiles) if compiles is not None else None
+    lines = [f"first symgrad step (compiles included): {first:.2f} s"
+             + (f", {compiled} programs compiled" if compiled is not None else "")]
+    contenders = {"symgrad (1 thread)": ours}
+    baseline = "symgrad"
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        theirs, _ = torch_step(*data(), model.state_dict())
+        torch_loss = theirs()
+        lines.append(f"loss symgrad {loss:.6g}, torch {torch_loss:.6g}")
+        assert abs(loss - torch_loss) <= 1e-3 * abs(torch_loss), (loss, torch_loss)
+        torch.set_num_threads(1)
+        contenders["torch eager (1 thread)"] = theirs
+        baseline = "torch eager (1 thread)"
+    medians = interleaved_medians(contenders, rounds=args.rounds, calls_per_round=1, warmup=1)
+    if torch is not None:
+        torch.set_num_threads(2)
+        codegen.blas.set_num_threads(2)
+        two = interleaved_medians({"symgrad (2 threads)": ours, "torch eager (2 threads)": theirs},
+                                  rounds=args.rounds, calls_per_round=1, warmup=1)
+        codegen.blas.set_num_threads(1)
+        torch.set_num_threads(1)
+        medians.update(two)
+        lines.append(f"2 threads: symgrad / torch eager = "
+                     f"{two['symgrad (2 threads)'] / two['torch eager (2 threads)']:.2f}x")
+    medians = {"symgrad": medians.pop("symgrad (1 thread)"), **medians}
+    return report(f"ResNet-18 forward+backward, batch {BATCH}x3x{SIZE}x{SIZE} (median per step; pid {os.getpid()})",
+                  medians, baseline, lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from benchmarks.timing import run_as_script
+
+    run_as_script(main)

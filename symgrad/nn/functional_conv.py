@@ -1,0 +1,287 @@
+"""torch.nn.functional's convolution, pooling and normalization layers (the rules: symgrad/convolution.py).
+
+>>> import symgrad
+>>> import symgrad.nn.functional as F
+>>> x = symgrad.ones(1, 1, 4, 4, requires_grad=True)
+>>> y = F.conv2d(x, symgrad.ones(2, 1, 3, 3), padding=1)
+>>> y.shape, y.grad_fn
+(torch.Size([1, 2, 4, 4]), <ConvolutionBackward0 object at 0x...>)
+>>> F.max_pool2d(y, 2)[0, 0]
+tensor([[9., 9.],
+        [9., 9.]], grad_fn=<SelectBackward0>)
+"""
+from __future__ import annotations
+
+import math
+
+from .. import convolution as _conv
+from .._tensor_module import _t
+from ..ops import OPS
+from ..tensor import Tensor, _apply, no_grad
+
+
+def _tuple(value, n, name="value"):
+    if isinstance(value, (tuple, list)):
+        if len(value) == 1 and n > 1:
+            return tuple(value) * n
+        if len(value) != n:
+            raise RuntimeError(f"expected {name} to be a single integer value or a list of {n} values to match the "
+                               f"convolution dimensions, but got {name}={list(value)}")
+        return tuple(int(v) for v in value)
+    return (int(value),) * n
+
+
+def _shape_text(shape):
+    return "[" + ", ".join(str(n) for n in shape) + "]"
+
+
+# -- convolution -----------------------------------------------------------------------------------
+def _convolve(input, weight, bias, stride, padding, dilation, groups, S):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"conv{S}d() received an invalid combination of arguments - got ({type(input).__name__}, ...)")
+    unbatched = input.dim() == S + 1
+    if unbatched:
+        input = input.unsqueeze(0)
+    if input.dim() != S + 2 or weight.dim() != S + 2:
+        raise RuntimeError(f"Expected {S + 1}D (unbatched) or {S + 2}D (batched) input to conv{S}d, but got input "
+                           f"of size: {_shape_text(input.shape)}")
+    stride, dilation = _tuple(stride, S, "stride"), _tuple(dilation, S, "dilation")
+    kernel = tuple(weight.shape[2:])
+    channels = weight.shape[1] * groups
+    if groups <= 0:
+        raise RuntimeError("non-positive groups is not supported")
+    if input.shape[1] != channels:
+        raise RuntimeError(f"Given groups={groups}, weight of size {_shape_text(weight.shape)}, expected "
+                           f"input{_shape_text(input.shape)} to have {channels} channels, but got "
+                           f"{input.shape[1]} channels instead")
+    if weight.shape[0] % groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+                           f"but got weight of size {_shape_text(weight.shape)} instead")
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = ((0, 0),) * S
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise RuntimeError("padding='same' is not supported for strided convolutions")
+            totals = [d * (k - 1) for d, k in zip(dilation, kernel)]
+            pads = tuple((t // 2, t - t // 2) for t in totals)
+            if any(lo != hi for lo, hi in pads):
+                # NOTE: torch pads the odd remainder first (ConstantPadNdBackward0), then convolves
+                extra = []
+                for lo, hi in reversed(pads):
+                    extra += [0, hi - lo]
+                input = pad(input, extra)
+                pads = tuple((lo, lo) for lo, _ in pads)
+        else:
+            raise RuntimeError(f"Invalid padding string: '{padding}'")
+    else:
+        pads = tuple((p, p) for p in _tuple(padding, S, "padding"))
+    padded = [n + lo + hi for n, (lo, hi) in zip(input.shape[2:], pads)]
+    if any(p < d * (k - 1) + 1 for p, d, k in zip(padded, dilation, kernel)):
+        raise RuntimeError(f"Calculated padded input size per channel: ({' x '.join(map(str, padded))}). Kernel "
+                           f"size: ({' x '.join(map(str, kernel))}). Kernel size can't be greater than actual "
+                           "input size")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise RuntimeError(f"Given weight of size {_shape_text(weight.shape)}, expected bias to be 1-dimensional "
+                           f"with {weight.shape[0]} elements, but got bias of size {_shape_text(bias.shape)} instead")
+    out = _apply(OPS["CONVOLUTION"], (input, weight, bias), arg=(stride, pads, dilation, int(groups)))
+    return out.squeeze(0) if unbatched else out
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-d convolution (cross-correlation) of (N, C, L) by (O, C/groups, K): im2col and one GEMM."""
+    return _convolve(input, weight, bias, stride, padding, dilation, groups, 1)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-d convolution (cross-correlation) of (N, C, H, W) by (O, C/groups, KH, KW): im2col and one GEMM.
+
+    >>> import symgrad
+    >>> import symgrad.nn.functional as F
+    >>> F.conv2d(symgrad.ones(1, 2, 3, 3), symgrad.ones(1, 2, 2, 2)).flatten().tolist()
+    [8.0, 8.0, 8.0, 8.0]
+    """
+    return _convolve(input, weight, bias, stride, padding, dilation, groups, 2)
+
+
+# -- pooling ---------------------------------------------------------------------------------------
+def _pool_arg(input, kernel_size, stride, padding, dilation, ceil_mode, S, name):
+    kernel = _tuple(kernel_size, S, "kernel_size")
+    stride = kernel if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _tuple(stride, S)
+    padding, dilation = _tuple(padding, S), _tuple(dilation, S)
+    if input.dim() not in (S + 1, S + 2):
+        raise RuntimeError(f"{name}: Expected {S + 1}D or {S + 2}D input tensor, but got {input.dim()}D")
+    for p, k, d in zip(padding, kernel, dilation):
+        if p > (d * (k - 1) + 1) // 2:
+            if name == "max_pool2d":
+                raise RuntimeError(f"pad should be at most half of effective kernel size, but got pad={p}, "
+                                   f"kernel_size={k} and dilation={d}")
+            raise RuntimeError("pad should be smaller than or equal to half of kernel size, but got "
+                               f"padW = {p}, padH = {p}, kW = {k}, kH = {k}")
+    size = tuple(input.shape[input.dim() - S:])
+    out = tuple(_conv.out_size(n, k, s, p, p, d, ceil_mode) for n, k, s, p, d in zip(size, kernel, stride, padding,
+                                                                                      dilation))
+    if any(o < 1 for o in out):
+        channels = input.shape[-S - 1] if input.dim() == S + 2 else input.shape[0]
+        raise RuntimeError(f"Given input size: ({'x'.join(map(str, (channels, *size)))}). Calculated output size: "
+                           f"({'x'.join(map(str, (channels, *out)))}). Output size is too small")
+    # the ceil_mode overhang is more padding on the high side, so every window lies in the padded input
+    pads = tuple((p, max(p, (o - 1) * s + d * (k - 1) + 1 - n - p))
+                 for n, k, s, p, d, o in zip(size, kernel, stride, padding, dilation, out))
+    return kernel, stride, pads, dilation, out
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """The maximum of each window; its gradient goes to the first maximal element (torch's rule).
+
+    >>> import symgrad
+    >>> import symgrad.nn.functional as F
+    >>> F.max_pool2d(symgrad.arange(16.0).reshape(1, 4, 4), 2)
+    tensor([[[ 5.,  7.],
+             [13., 15.]]])
+    """
+    arg = _pool_arg(input, kernel_size, stride, padding, dilation, ceil_mode, 2, "max_pool2d")
+    out = _apply(OPS["MAX_POOL"], (input,), arg=arg)
+    if return_indices:
+        with no_grad():
+            return out, _conv.max_pool_flat_indices(input.detach(), out.detach(), arg)
+    return out
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    stride = None if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _tuple(stride, 1)[0]
+    out = max_pool2d(input.unsqueeze(-2), (1, _tuple(kernel_size, 1)[0]), None if stride is None else (1, stride),
+                     (0, _tuple(padding, 1)[0]), (1, _tuple(dilation, 1)[0]), ceil_mode, return_indices)
+    if return_indices:
+        return out[0].squeeze(-2), out[1].squeeze(-2)
+    return out.squeeze(-2)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """The mean of each window (padding counted unless count_include_pad=False).
+
+    >>> import symgrad
+    >>> import symgrad.nn.functional as F
+    >>> F.avg_pool2d(symgrad.arange(16.0).reshape(1, 1, 4, 4), 2).flatten().tolist()
+    [2.5, 4.5, 10.5, 12.5]
+    """
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError("divisor must be not zero")
+    pool = _pool_arg(input, kernel_size, stride, padding, 1, ceil_mode, 2, "avg_pool2d")
+    return _apply(OPS["AVG_POOL"], (input,), arg=(pool, bool(count_include_pad), divisor_override))
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    stride = None if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _tuple(stride, 1)[0]
+    return avg_pool2d(input.unsqueeze(-2), (1, _tuple(kernel_size, 1)[0]), None if stride is None else (1, stride),
+                      (0, _tuple(padding, 1)[0]), ceil_mode, count_include_pad).squeeze(-2)
+
+
+def _adaptive_size(input, output_size, S):
+    size = tuple(input.shape[input.dim() - S:])
+    out = _tuple(output_size, S) if not isinstance(output_size, (tuple, list)) else tuple(
+        n if o is None else int(o) for o, n in zip(output_size, size))
+    return size, out
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Averages over a grid of `output_size` windows; (1, 1) is a mean over the spatial axes, as in torch.
+
+    >>> import symgrad
+    >>> import symgrad.nn.functional as F
+    >>> F.adaptive_avg_pool2d(symgrad.ones(1, 3, 5, 5), 1).shape
+    torch.Size([1, 3, 1, 1])
+    """
+    size, out = _adaptive_size(input, output_size, 2)
+    if out == (1, 1):
+        return input.mean(dim=(-2, -1), keepdim=True)
+    if all(n % o == 0 for n, o in zip(size, out)):
+        kernel = tuple(n // o for n, o in zip(size, out))
+        pool = (kernel, kernel, ((0, 0), (0, 0)), (1, 1), out)
+        return _apply(OPS["AVG_POOL"], (input,), arg=(pool, True, None), name="AdaptiveAvgPool2DBackward0")
+    # uneven windows: averages by two constant matrices, rows @ x @ cols.T
+    rows, cols = (_t.tensor(_adaptive_matrix(n, o), dtype=input.dtype) for n, o in zip(size, out))
+    return _apply(OPS["ADAPTIVE_AVG_POOL"], (input, rows, cols), positions=(0,))
+
+
+def _adaptive_matrix(n, o):
+    import numpy as np
+
+    m = np.zeros((o, n))
+    for i in range(o):
+        start, end = (i * n) // o, -(-((i + 1) * n) // o)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+# -- batch norm ------------------------------------------------------------------------------------
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Normalize each channel over the batch (and spatial axes) in training, by the running statistics
+    otherwise; in training the running statistics move by `momentum` toward the batch's (the variance's
+    unbiased estimate), in place, as torch does.
+
+    >>> import symgrad
+    >>> import symgrad.nn.functional as F
+    >>> mean, var = symgrad.zeros(2), symgrad.ones(2)
+    >>> y = F.batch_norm(symgrad.tensor([[1.0, 2.0], [3.0, 6.0]]), mean, var, training=True)
+    >>> mean
+    tensor([0.2000, 0.4000])
+    """
+    if training:
+        per_channel = input.numel() // input.shape[1] if input.dim() > 1 else 0
+        if per_channel <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.shape!r}")
+    if training and running_mean is not None and running_var is not None:
+        with no_grad():
+            x = input.detach()
+            mean, var = _conv.batch_stats(x)
+            count = input.numel() // input.shape[1]
+            running_mean.copy_(mean.reshape(-1) * momentum + running_mean * (1 - momentum))
+            running_var.copy_(var.reshape(-1) * (momentum * count / (count - 1)) + running_var * (1 - momentum))
+    if not training and (running_mean is None or running_var is None):
+        raise RuntimeError("running_mean and running_var must be defined in evaluation mode")
+    return _apply(OPS["BATCH_NORM"], (input, weight, bias, running_mean, running_var), arg=(bool(training), eps),
+                  positions=(0, 1, 2))
+
+
+__all__ = ["conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d",
+           "batch_norm"]
+
+
+_PAD_NAMES = {"reflect": "ReflectionPad{}DBackward0", "replicate": "ReplicationPad{}DBackward0"}
+
+
+def pad(input, pad, mode="constant", value=None):
+    """Pad the last len(pad) // 2 axes: pad = (last_lo, last_hi, previous_lo, previous_hi, ...).
+
+    >>> import symgrad
+    >>> import symgrad.nn.functional as F
+    >>> F.pad(symgrad.tensor([[1.0, 2.0, 3.0]]), (2, 1), mode="reflect")
+    tensor([[3., 2., 1., 2., 3., 2.]])
+    """
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2:
+        raise RuntimeError("Padding length must be divisible by 2")
+    if len(pad) // 2 > input.dim():
+        raise RuntimeError("Padding length should be less than or equal to two times the input dimension but got "
+                           f"padding length {len(pad)} and input of dimension {input.dim()}")
+    pads = tuple((pad[2 * k], pad[2 * k + 1]) for k in range(len(pad) // 2))[::-1]
+    if mode == "constant":
+        if any(p < 0 for p in pad):
+            raise NotImplementedError("negative padding is not supported yet")
+        return _apply(OPS["PAD"], (input,), arg=(pads, "constant", 0.0 if value is None else float(value)))
+    if mode not in _PAD_NAMES:
+        raise NotImplementedError(f"padding mode {mode!r} is not supported yet (constant, reflect, replicate)")
+    S = len(pads)
+    if S not in (1, 2, 3) or input.dim() not in (S + 1, S + 2):
+        raise NotImplementedError(f"Padding size {len(pad)} is not supported for {input.dim()}D input tensor.")
+    for (lo, hi), n in zip(pads, input.shape[input.dim() - S:]):
+        if mode == "reflect" and (lo >= n or hi >= n):
+            raise RuntimeError(f"Argument #4: Padding size should be less than the corresponding input dimension, "
+                               f"but got: padding ({lo}, {hi}) at dimension {input.dim() - S} of input "
+                               f"{list(input.shape)}")
+    return _apply(OPS["PAD"], (input,), arg=(pads, mode, None), name=_PAD_NAMES[mode].format(S))
+
+
+__all__ += ["pad"]
