@@ -32,6 +32,7 @@ nothing), and only made explicit (`broadcast_to`) where an operation needs the e
 from __future__ import annotations
 
 import builtins
+import itertools
 import keyword
 import math
 import re
@@ -148,9 +149,10 @@ def _broadcast(*shapes):
 class _Builder:
     """Turns graph nodes into SymPy expressions over names and parts; see the module docstring."""
 
-    def __init__(self, names: dict, constant_ids: set):
+    def __init__(self, names: dict, constant_ids: set, histories: dict | None = None):
         self.names = names              # id(node) -> the name it is printed as
         self.constant_ids = constant_ids
+        self.histories = histories or {}   # id(realized node) -> its value recomputed as a pending graph
         self.parts: dict[sympy.Symbol, _Part] = {}
         self._part_keys: dict = {}
         self.values: dict[int, tuple] = {}   # id(node) -> (expr, printed shape)
@@ -167,6 +169,12 @@ class _Builder:
         self.parts[symbol] = _Part(kind, list(operands), params, tuple(shape), node)
         self._part_keys[key] = symbol
         return symbol
+
+    def shape_of(self, expr) -> tuple:
+        """The shape an elementwise expression over names and parts evaluates to (numpy broadcasting)."""
+        shapes = [self.parts[s].shape if s in self.parts else self.used_names[s.name].shape
+                  for s in expr.free_symbols if s in self.parts or s.name in self.used_names]
+        return _broadcast(*shapes) if shapes else ()
 
     def reshape(self, expr, shape, new):
         """reshape(expr, new) for `expr` printed at `shape` (same size); a reshape of a reshape is one."""
@@ -187,8 +195,12 @@ class _Builder:
 
     # -- the walk ------------------------------------------------------------------------------------
     def build(self, root: Node):
-        for node in _postorder(root, self.names):
-            self.values[id(node)] = self.visit(node)
+        for node in _postorder(root, self.names, self.histories):
+            history = self.histories.get(id(node))
+            if history is not None and id(node) not in self.names:
+                self.values[id(node)] = self.values[id(history)]
+            else:
+                self.values[id(node)] = self.visit(node)
         return self.values[id(root)]
 
     def leaf(self, node: Node):
@@ -226,8 +238,9 @@ class _Builder:
         if op is not None and op.kind == "elementwise":
             shape = _broadcast(*(s for _, s in args))
             # a long chain of arithmetic is cut into opaque parts too: SymPy walks expressions
-            # recursively, so each SymPy piece stays shallow however deep the graph is
-            args = [(self.part("expr", [a], (), s) if _depth(a) > MAX_DEPTH else a, s) for a, s in args]
+            # recursively (so each piece stays shallow however deep the graph is), and flattens sums
+            # and products (so a shared product would be copied into every user, quadratic in a chain)
+            args = [(self.part("expr", [a], (), s) if _too_big(a) else a, s) for a, s in args]
             if node.op in FUNCTION_OPS:
                 # SymPy's functions ask their argument's assumptions (is it real? a multiple of i*pi?),
                 # which costs exponentially in the nesting (tanh(tanh(...)) 10 deep: seconds), so a
@@ -272,7 +285,7 @@ class _Builder:
             new = tuple(next(kept) if n != 1 else 1 for n in target)
             dropped = self._drop_keepdims(expr, shape, new)
             if dropped is not None:
-                return dropped, _strip(new)
+                return dropped, self.parts[dropped].shape
             if _strip(new) == _strip(tuple(shape)) and len(shape) <= len(target):
                 return expr, shape
             return self.reshape(expr, shape, new), new
@@ -292,10 +305,14 @@ class _Builder:
         if part is None or part.kind not in REDUCTIONS or not part.params[1]:
             return None
         axes = part.params[0]
-        kept = tuple(n for k, n in enumerate(shape) if k not in axes)
-        if _strip(kept) != _strip(new):
+        kept = [k for k in range(len(shape)) if k not in axes]
+        if _strip(tuple(shape[k] for k in kept)) != _strip(new):
             return None
-        return self.part(part.kind, part.operands, (axes, False), kept)
+        # the size-1 axes left in front are reduced too (over one element: no change), so that the
+        # printed value has the stripped shape exactly (sum(g, axis=(0, 2, 3)) for a conv's bias)
+        while kept and shape[kept[0]] == 1:
+            axes = tuple(sorted((*axes, kept.pop(0))))
+        return self.part(part.kind, part.operands, (axes, False), tuple(shape[k] for k in kept))
 
     def _permute(self, node, args):
         (expr, shape), = args
@@ -439,16 +456,22 @@ FUNCTION_OPS = frozenset({"EXP", "LOG", "SQRT", "TANH", "SIGMOID", "SIN", "COS",
                           "MINIMUM", "ERF", "POW"})
 
 
+# the largest SymPy piece the builder makes before it cuts: SymPy's walks are recursive (depth) and
+# each operation on a piece costs its size
 MAX_DEPTH = 24
+MAX_NODES = 80
 
 
-def _depth(expr) -> int:
-    deepest, stack = 0, [(expr, 1)]
+def _too_big(expr) -> bool:
+    """Is `expr` deeper than MAX_DEPTH or larger than MAX_NODES? (Stops counting at the first excess.)"""
+    count, stack = 0, [(expr, 1)]
     while stack:
-        e, d = stack.pop()
-        deepest = max(deepest, d)
-        stack.extend((a, d + 1) for a in e.args)
-    return deepest
+        e, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH or count > MAX_NODES:
+            return True
+        stack.extend((a, depth + 1) for a in e.args)
+    return False
 
 
 def _function_depth(expr) -> int:
@@ -479,9 +502,56 @@ def _number(value, dtype):
     return sympy.Integer(int(value))
 
 
-def _postorder(root: Node, names: dict) -> list[Node]:
-    """Nodes reachable from `root`, inputs first, without recursion; named nodes are not entered."""
-    return postorder([root], enter=lambda node: id(node) not in names)
+def _postorder(root: Node, names: dict, histories: dict | None = None) -> list[Node]:
+    """Nodes reachable from `root`, inputs first, without recursion; named nodes are not entered, and a
+    realized value with a recorded history (see `_histories`) has that history as its one input."""
+    if not histories:
+        return postorder([root], enter=lambda node: id(node) not in names)
+
+    def inputs(node):
+        history = histories.get(id(node))
+        return node.inputs if history is None else (history,)
+
+    return postorder([root], enter=lambda node: id(node) not in names, inputs=inputs)
+
+
+def _histories(output: Tensor, names: dict) -> dict:
+    """The realized intermediate values of `output`'s forward graph, recomputed as pending graphs over
+    their inputs: id(realized node) -> pending node.
+
+    A pending graph is computed on the spot when it grows past graph.PENDING_LIMIT nodes (a long chain,
+    or a value used twice a few times over), which keeps the value and drops its history. Autograd
+    kept each step (the op, its saved inputs, its output), so the steps are run again, lazily, never
+    computed, to write the formula in terms of the inputs and not of numbers computed on the way."""
+    from .autograd import BackwardFunction, GradMode, _topological
+    from .replay import Replay
+    from .tensor import _compute, no_grad
+
+    functions = [fn for fn in reversed(_topological([output.grad_fn]))   # inputs first
+                 if isinstance(fn, BackwardFunction) and fn.saved is not None]
+    if not any(fn.out.realized and id(fn.out) not in names for fn in functions):
+        return {}
+    histories: dict = {}
+    outer = GradMode.in_backward, Replay.busy
+    # in_backward: a graph built here is never realized midway (as in a backward walk); busy: the
+    # calls run as written, not replayed from a loop's captured template
+    GradMode.in_backward, Replay.busy = True, True
+    try:
+        with no_grad():
+            for fn in functions:
+                if not fn.out.realized or id(fn.out) in names:
+                    continue
+                operands = [Tensor._wrap(histories.get(id(entry[0]), entry[0])) if isinstance(entry, tuple)
+                            else entry for entry in fn.saved]
+                try:
+                    node = _compute(fn.op, operands, fn.arg)._node
+                except Exception:   # noqa: BLE001 - a step that cannot run again stays a computed value
+                    continue
+                if node is not fn.out and node.shape == fn.out.shape and node.dtype == fn.out.dtype:
+                    histories[id(fn.out)] = node
+    finally:
+        GradMode.in_backward, Replay.busy = outer
+    return histories
 
 
 # -- simplification ---------------------------------------------------------------------------------
@@ -532,10 +602,11 @@ def _size(expr):
 class _NumpyPrinter(StrPrinter):
     """SymPy's Python-like printer, speaking the numpy vocabulary, with parts printed in place."""
 
-    def __init__(self, parts, named, walrus=True):
+    def __init__(self, parts, named):
         super().__init__({"order": None})
-        self.parts, self.named, self.walrus = parts, named, walrus
-        self.defined: set = set()
+        # named: part symbol -> the text printed in its place (its name, or a placeholder that
+        # `_one_line` replaces by the definition or the name)
+        self.parts, self.named = parts, named
 
     def parenthesize(self, item, level, strict=False):
         prec = self._precedence(item)
@@ -568,11 +639,7 @@ class _NumpyPrinter(StrPrinter):
         if part is None:
             return expr.name
         if expr in self.named:
-            name = self.named[expr]
-            if not self.walrus or name in self.defined:
-                return name
-            self.defined.add(name)
-            return f"({name} := {self.render(part)})"
+            return self.named[expr]
         return self.render(part)
 
     def render(self, part: _Part) -> str:
@@ -614,11 +681,8 @@ class _NumpyPrinter(StrPrinter):
         raise NotImplementedError(kind)
 
     def arg(self, expr) -> str:
-        """`expr` printed as a call's argument: `f(h := ...)` needs no parentheses of its own."""
-        text = self._print(expr)
-        if text.startswith("(") and " := " in text and _closing(text, 0) == len(text) - 1:
-            return text[1:-1]
-        return text
+        """`expr` printed as a call's argument (any expression, no parentheses needed)."""
+        return self._print(expr)
 
     def _print_Function(self, expr):
         return f"{expr.func.__name__}({', '.join(self.arg(a) for a in expr.args)})"
@@ -699,14 +763,89 @@ class _NumpyPrinter(StrPrinter):
         return f"erf({self.arg(expr.args[0])})"
 
 
-def _closing(text, start):
-    """The position of the parenthesis that closes the one at `start`."""
-    depth = 0
-    for k in range(start, len(text)):
-        depth += {"(": 1, ")": -1}.get(text[k], 0)
-        if depth == 0:
-            return k
-    return -1
+# -- one line of Python with named subexpressions ------------------------------------------------------
+# Python's parser rejects more than 200 nested parentheses, and SymPy's printer recurses a few frames
+# per level: definitions written where they are first used nest inside each other (h2 inside h1 inside
+# h ...), so past this depth the definitions are written one after the other instead.
+MAX_NESTING = 60
+
+_TOKEN = re.compile("\x00([0-9]+)\x00")
+
+
+def _token(k: int) -> str:
+    """The placeholder printed for the k-th named part (no formula text contains NUL)."""
+    return f"\x00{k}\x00"
+
+
+def _pieces(text: str) -> list:
+    """`text` split into strings and the indices of the placeholders in it."""
+    pieces, start = [], 0
+    for match in _TOKEN.finditer(text):
+        pieces.append(text[start:match.start()])
+        pieces.append(int(match.group(1)))
+        start = match.end()
+    pieces.append(text[start:])
+    return pieces
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of brackets in `text`."""
+    deepest = level = 0
+    for char in text:
+        if char in "([{":
+            level += 1
+            deepest = max(deepest, level)
+        elif char in ")]}":
+            level -= 1
+    return deepest
+
+
+def _one_line(body: str, definitions: list[str], names: list[str]) -> str:
+    """One Python expression from `body` and the `definitions` of `names` (texts with placeholders).
+
+    Each definition is written as an assignment expression where its name is first read, which is
+    where Python first evaluates it: `(h := maximum(x @ w1, 0)).T @ (2*(h @ w2 - y))`. When that nests
+    too deep, the definitions come first, in order, in a tuple whose last item is the formula:
+    `(h := tanh(x), h1 := tanh(h), ..., (1 - h**2)*...)[-1]`.
+    """
+    inline = _inline_definitions(body, definitions, names)
+    if _nesting(inline) <= MAX_NESTING:
+        return inline
+    plain = [_TOKEN.sub(lambda m: names[int(m.group(1))], text) for text in (*definitions, body)]
+    items = [f"{name} := {text}" for name, text in zip(names, plain)]
+    return f"({', '.join([*items, plain[-1]])})[-1]"
+
+
+def _inline_definitions(body, definitions, names) -> str:
+    """`body` with each placeholder replaced by `(name := definition)` the first time, by `name` after
+    (without recursion: a stack of the texts being written)."""
+    out: list[str] = []
+    defined: set[int] = set()
+    stack = [(_pieces(body), 0)]
+    while stack:
+        pieces, at = stack.pop()
+        if at == len(pieces):
+            continue
+        piece = pieces[at]
+        if isinstance(piece, str):
+            out.append(piece)
+            stack.append((pieces, at + 1))
+        elif piece == -1:    # the end of a definition
+            out.append(")")
+            stack.append((pieces, at + 1))
+        elif piece in defined:
+            out.append(names[piece])
+            stack.append((pieces, at + 1))
+        else:
+            defined.add(piece)
+            before = next((text for text in reversed(out) if text), "")
+            after = pieces[at + 1] if at + 1 < len(pieces) else ""
+            # a whole call argument needs no parentheses of its own: f(h := ..., 0)
+            bare = before.endswith(("(", ", ")) and isinstance(after, str) and after.startswith((")", ","))
+            out.append(f"{names[piece]} := " if bare else f"({names[piece]} := ")
+            stack.append((pieces, at + 1))
+            stack.append(([*_pieces(definitions[piece]), *([] if bare else [-1])], 0))
+    return "".join(out)
 
 
 def _index_text(index):
@@ -819,8 +958,9 @@ class Formula:
 
     def __str__(self):
         if not self._text:
-            with _headroom():
-                self._text = _NumpyPrinter(self.parts, self.named).doprint(self.expr)
+            printer = _NumpyPrinter(self.parts, {symbol: _token(k) for k, symbol in enumerate(self.named)})
+            definitions = [printer.render(self.parts[symbol]) for symbol in self.named]
+            self._text = _one_line(printer.doprint(self.expr), definitions, list(self.named.values()))
         return self._text
 
     def _repr_pretty_(self, p, cycle):   # IPython
@@ -828,7 +968,7 @@ class Formula:
 
     def where(self) -> list[tuple[str, str]]:
         """The named subexpressions, in the order they are defined: [("h", "x @ w1"), ...]."""
-        printer = _NumpyPrinter(self.parts, self.named, walrus=False)
+        printer = _NumpyPrinter(self.parts, self.named)
         return [(name, printer.render(self.parts[symbol])) for symbol, name in self.named.items()]
 
     def pretty(self) -> str:
@@ -839,11 +979,10 @@ class Formula:
         >>> print(symgrad.formula((x ** 3).sum(), x).pretty())
         3⋅x²
         """
-        printer = _UnicodePrinter(self.parts, self.named, walrus=False)
-        with _headroom():
-            lines = [printer.doprint(self.expr)]
-            for symbol, name in self.named.items():
-                lines.append(f"  where {name} = {printer.render(self.parts[symbol])}")
+        printer = _UnicodePrinter(self.parts, self.named)
+        lines = [printer.doprint(self.expr)]
+        for symbol, name in self.named.items():
+            lines.append(f"  where {name} = {printer.render(self.parts[symbol])}")
         return "\n".join(lines)
 
     def latex(self) -> str:
@@ -855,9 +994,8 @@ class Formula:
         '3 x^{2}'
         """
         printer = _Latex(self.parts, self.named)
-        with _headroom():
-            text = printer.doprint(self.expr)
-            defs = [f"{_latex_name(name)} = {printer.render(self.parts[s])}" for s, name in self.named.items()]
+        text = printer.doprint(self.expr)
+        defs = [f"{_latex_name(name)} = {printer.render(self.parts[s])}" for s, name in self.named.items()]
         return text + (r" \quad\text{where } " + r",\; ".join(defs) if defs else "")
 
     def sympy(self):
@@ -1042,20 +1180,7 @@ def formula(output: Tensor, wrt, names: dict | None = None, grad_output: Tensor 
     single = isinstance(wrt, Tensor)
     params = [wrt] if single else list(wrt)
     leaves, intermediates = _caller_names(sys._getframe(1))
-    with _headroom():
-        return _formulas(output, params, single, names, grad_output, leaves, intermediates)
-
-
-class _headroom:
-    """Room for Python's recursion while SymPy prints parts nested in parts: a graph's depth is bounded
-    (pending graphs are realized at graph.PENDING_LIMIT nodes), a few frames per level."""
-
-    def __enter__(self):
-        self.limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(max(self.limit, 40 * PENDING_LIMIT))
-
-    def __exit__(self, *exc):
-        sys.setrecursionlimit(self.limit)
+    return _formulas(output, params, single, names, grad_output, leaves, intermediates)
 
 
 def _formulas(output, params, single, names, grad_output, leaves, intermediates):
@@ -1089,40 +1214,36 @@ def _formulas(output, params, single, names, grad_output, leaves, intermediates)
         node_names[id(grad_output._node)] = "grad_output" if "grad_output" not in taken else "_grad_output"
     # every other unnamed one-element buffer is a constant too (a tensor built inside a library call)
     grads = grad_of(output, params, grad_output, retain_graph=True, allow_unused=True)
+    histories = _histories(output, node_names)
     result = Formulas()
     for label, p, g in zip(labels, params, grads):
-        result[label] = _formula_of(g, p, dict(node_names), constant_ids, intermediates)
+        result[label] = _formula_of(g, p, dict(node_names), constant_ids, intermediates, histories)
     return result[labels[0]] if single else result
 
 
-def _formula_of(gradient, param, names, constant_ids, intermediates) -> Formula:
+def _formula_of(gradient, param, names, constant_ids, intermediates, histories) -> Formula:
     shape = tuple(param.shape)
     if gradient is None:
         return Formula(sympy.Integer(0), {}, {}, {}, None, shape)
-    builder = _Builder(names, _constant_buffers(gradient._node, names) | constant_ids)
+    builder = _Builder(names, _constant_buffers(gradient._node, names, histories) | constant_ids, histories)
     expr, printed = builder.build(gradient._node)
-    if tuple(printed) != shape and not (printed == () and False):
-        expr = builder.exact(expr, printed, shape) if _strip(printed) != _strip(shape) or len(printed) > len(shape) \
-            else expr
+    if tuple(printed) != shape and (_strip(printed) != _strip(shape) or len(printed) > len(shape)):
+        expr = builder.exact(expr, printed, shape)
     expr, parts = _simplify(expr, builder.parts)
-    expr = _share_subexpressions(expr, parts, lambda kind, operands: builder.part(kind, operands, (), ()))
+    expr = _share_subexpressions(expr, parts, lambda sub: builder.part("expr", [sub], (), builder.shape_of(sub)))
     named = _choose_names(expr, parts, names, intermediates)
-    inputs = {}
-    for name, node in sorted(builder.used_names.items()):
-        inputs[name] = Tensor._wrap(node) if node.realized or True else None
-    inputs = {n: t for n, t in inputs.items() if re.search(rf"\b{re.escape(n)}\b", _NumpyPrinter(parts, named).doprint(expr))}
-    f = Formula(expr, parts, named, inputs, gradient, shape)
+    f = Formula(expr, parts, named, {}, gradient, shape)
     text = str(f)
-    if not _walrus_in_order(text, named.values()):
-        f = Formula(expr, parts, {}, inputs, gradient, shape)
+    f.inputs = {name: Tensor._wrap(node) for name, node in sorted(builder.used_names.items())
+                if re.search(rf"\b{re.escape(name)}\b", text)}
     return f
 
 
-def _constant_buffers(root, names) -> set:
+def _constant_buffers(root, names, histories) -> set:
     """Unnamed realized one-element (or tiny) buffers: values a library call made, written as numbers."""
     out = set()
-    for node in _postorder(root, names):
-        if node.op == "BUFFER" and id(node) not in names and node.numel <= 8:
+    for node in _postorder(root, names, histories):
+        if node.op == "BUFFER" and id(node) not in names and id(node) not in histories and node.numel <= 8:
             out.add(id(node))
     return out
 
@@ -1134,32 +1255,80 @@ def _simplify(expr, parts):
     return _tidy(expr), parts
 
 
+# a part nested this deep inside one definition is named, so that no printed piece nests deeper than
+# about twice this (see MAX_NESTING). Depth counts brackets, and two for each part printed inside
+# another: `(a*b)*c` may print without brackets, but the printer recurses through every part.
+NAME_NESTING = 24
+
+
 def _choose_names(expr, parts, names, intermediates) -> dict:
-    """Parts printed more than once get a name when naming them makes the text shorter (`h`, `h1`, ...,
-    or the caller's variable name for that value)."""
-    live = _live_parts(expr, parts)
-    uses: dict = {}
-    for tree in [expr, *(o for s in live for o in parts[s].operands)]:
-        for s in sympy.preorder_traversal(tree):
-            if s in live:
-                uses[s] = uses.get(s, 0) + 1
+    """The parts to name: those printed more than once when naming them makes the text shorter (`h`,
+    `h1`, ..., or the caller's variable name for that value), and those nested too deep to print inline.
+
+    One pass over the parts, inputs before users, each printed once with its operand parts as
+    placeholders: a part's length and nesting follow from its operands' (linear in the formula)."""
+    order = _parts_in_order(expr, parts)
+    position = {symbol: k for k, symbol in enumerate(order)}
+    uses = dict.fromkeys(order, 0)
+    for tree in [expr, *(o for symbol in order for o in parts[symbol].operands)]:
+        for sub in sympy.preorder_traversal(tree):
+            if sub in position:
+                uses[sub] += 1
+    printer = _NumpyPrinter(parts, {symbol: _token(k) for k, symbol in enumerate(order)})
+    length, nesting, chosen = {}, {}, set()
+    for symbol in order:
+        size = deepest = level = 0
+        for piece in _pieces(printer.render(parts[symbol])):
+            if isinstance(piece, str):
+                size += len(piece)
+                for char in piece:
+                    level += char in "([{"
+                    level -= char in ")]}"
+                    deepest = max(deepest, level)
+            elif order[piece] in chosen:
+                size += 2
+            else:
+                size += length[order[piece]]
+                deepest = max(deepest, level + 2 + nesting[order[piece]])
+        length[symbol], nesting[symbol] = size, deepest
+        count = uses[symbol]
+        # (count - 1) copies of the text are saved; `(h := )` and the names cost about 6 + 2 * count
+        if (count >= 2 and (count - 1) * size > 8 + 2 * count) or deepest > NAME_NESTING:
+            chosen.add(symbol)
     taken = set(names.values())
     named = {}
-    printer = _NumpyPrinter(parts, {}, walrus=False)
-    for symbol in sorted(live, key=lambda s: int(s.name[2:])):
-        count = uses.get(symbol, 0)
-        text = printer.render(parts[symbol])
-        # (count - 1) copies of the text are saved; `(h := )` and the names cost about 6 + 2 * count
-        if count < 2 or (count - 1) * len(text) <= 8 + 2 * count:
-            continue
+    for symbol in sorted(chosen, key=_part_number):
         node = parts[symbol].node
         name = intermediates.get(id(node)) if node is not None else None
         named[symbol] = name if name is not None and name not in taken else None
         taken.add(name)
     # h, h1, h2, ... numbered in the order the definitions are read
     named = _definition_order(named, parts)
-    fresh = (n for n in ("h", *(f"h{k}" for k in range(1, 10**4))) if n not in taken)
+    fresh = (n for n in itertools.chain(["h"], (f"h{k}" for k in itertools.count(1))) if n not in taken)
     return {symbol: name if name is not None else next(fresh) for symbol, name in named.items()}
+
+
+def _part_number(symbol) -> int:
+    return int(symbol.name[2:])   # parts are _p0, _p1, ... in the order they were made
+
+
+def _parts_in_order(expr, parts) -> list:
+    """The parts `expr` reads, each after the parts its operands read (iterative depth-first)."""
+    order, done = [], set()
+    roots = sorted((s for s in expr.free_symbols if s in parts), key=_part_number, reverse=True)
+    stack = [(root, False) for root in roots]
+    while stack:
+        symbol, expanded = stack.pop()
+        if expanded:
+            order.append(symbol)
+            continue
+        if symbol in done:
+            continue
+        done.add(symbol)
+        stack.append((symbol, True))
+        inner = {s for o in parts[symbol].operands for s in o.free_symbols if s in parts and s not in done}
+        stack.extend((s, False) for s in sorted(inner, key=_part_number, reverse=True))
+    return order
 
 
 def _definition_order(named, parts) -> dict:
@@ -1182,33 +1351,58 @@ def _definition_order(named, parts) -> dict:
     return {symbol: named[symbol] for symbol in order}
 
 
+SHARE_ROUNDS = 20
+
+
 def _share_subexpressions(expr, parts, new_part):
     """Elementwise subexpressions printed more than once (`maximum(x @ w1, 0)`) become parts of their
-    own, so that `_choose_names` can name them. Largest first; bounded by the formula's size."""
-    for _ in range(20):
-        trees = [expr, *(o for s in _live_parts(expr, parts) for o in parts[s].operands)]
+    own, so that `_choose_names` can name them. Largest first: each round takes every repeated
+    subexpression that is not inside a larger one taken (linear in the formula, a bounded number of
+    rounds)."""
+    printer = _NumpyPrinter(parts, _SymbolNames())   # parts print as their symbols: the text of one level
+    for _ in range(SHARE_ROUNDS):
+        order = _parts_in_order(expr, parts)
         counts: dict = {}
-        for tree in trees:
+        for tree in [expr, *(o for symbol in order for o in parts[symbol].operands)]:
             for sub in sympy.preorder_traversal(tree):
                 if sub.is_Atom or isinstance(sub, (sympy.Tuple, sympy.functions.elementary.piecewise.ExprCondPair)):
                     continue
                 counts[sub] = counts.get(sub, 0) + 1
-        printer = _NumpyPrinter(parts, {}, walrus=False)
         shared = [sub for sub, n in counts.items() if n >= 2 and len(printer.doprint(sub)) >= 8]
         if not shared:
-            return expr
-        sub = max(shared, key=lambda e: (sympy.count_ops(e), sympy.default_sort_key(e)))
-        symbol = new_part("expr", [sub])
-        replace = {sub: symbol}
+            break
+        shared.sort(key=lambda e: (-_node_count(e), sympy.default_sort_key(e)))
+        chosen, inside = [], set()
+        for sub in shared:
+            if sub not in inside:
+                chosen.append(sub)
+                inside.update(sympy.preorder_traversal(sub))
+        replace = {sub: new_part(sub) for sub in chosen}
+        made = set(replace.values())
         expr = expr.xreplace(replace)
-        for s in list(parts):
-            if s != symbol:
-                parts[s].operands = [o.xreplace(replace) for o in parts[s].operands]
+        for symbol in order:
+            if symbol not in made:   # (a new part may be an old one with the same operand)
+                parts[symbol].operands = [o.xreplace(replace) for o in parts[symbol].operands]
     return expr
 
 
-def _count(expr, symbol):
-    return sum(1 for s in sympy.preorder_traversal(expr) if s == symbol)
+class _SymbolNames(dict):
+    """A `named` mapping under which every part prints as its own symbol's name."""
+
+    def __contains__(self, symbol):
+        return True
+
+    def __getitem__(self, symbol):
+        return symbol.name
+
+
+def _node_count(expr) -> int:
+    count, stack = 0, [expr]
+    while stack:
+        e = stack.pop()
+        count += 1
+        stack.extend(e.args)
+    return count
 
 
 def _live_parts(expr, parts):
@@ -1220,15 +1414,6 @@ def _live_parts(expr, parts):
                 live.add(s)
                 stack.extend(parts[s].operands)
     return live
-
-
-def _walrus_in_order(text, names) -> bool:
-    """Each `(name := ...)` comes before every other use of the name (Python evaluates left to right)."""
-    for name in names:
-        first = re.search(rf"\b{re.escape(name)}\b", text)
-        if first is None or not text[first.start() - 1:].startswith(f"({name} :="):
-            return False
-    return True
 
 
 # -- inspect ----------------------------------------------------------------------------------------

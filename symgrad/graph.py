@@ -155,11 +155,12 @@ class Node:
         return f"Node({self.op}, shape={self.shape}, dtype={self.dtype})"
 
 
-def postorder(roots, include=None, enter=None) -> list[Node]:
+def postorder(roots, include=None, enter=None, inputs=None) -> list[Node]:
     """Nodes reachable from `roots`, inputs before users, without recursion (deep graphs are fine).
 
     Nodes `include` rejects are neither listed nor entered; the inputs of nodes `enter` rejects are not
-    visited (those nodes are still listed).
+    visited (those nodes are still listed). `inputs(node)`, when given, replaces `node.inputs` (the
+    formula printer walks a realized value's recorded history this way).
     """
     order, seen = [], set()
     for root in roots:
@@ -177,7 +178,7 @@ def postorder(roots, include=None, enter=None) -> list[Node]:
             stack.append((node, True))
             if enter is not None and not enter(node):
                 continue
-            for child in reversed(node.inputs):
+            for child in reversed(node.inputs if inputs is None else inputs(node)):
                 if id(child) not in seen and (include is None or include(child)):
                     stack.append((child, False))
     return order

@@ -227,6 +227,90 @@ def test_deep_chain_is_walked_without_recursion_limits_and_stays_fast():
     assert_round_trip(f, g.numpy())
 
 
+def chain(x, depth):
+    """`depth` elementwise steps of x, a few kinds in turn (a value used twice makes the pending graph
+    grow fast, so it is computed midway: the formula must still be written in x)."""
+    steps = [lambda a: a.tanh(), lambda a: a * 1.01 + 0.1, lambda a: a.sin() * a, lambda a: a.sigmoid(),
+             lambda a: (a * a + 1).log()]
+    y = x
+    for k in range(depth):
+        y = steps[k % len(steps)](y)
+    return y
+
+
+def assert_valid_one_line_python(text, max_nesting=120):
+    from symgrad.formula import _nesting
+
+    assert "\n" not in text and "\x00" not in text
+    assert _nesting(text) <= max_nesting   # Python's parser stops at 200 nested brackets
+    compile(text, "<formula>", "eval")
+
+
+def tanh_chain(x, depth):
+    for _ in range(depth):
+        x = x.tanh()
+    return x
+
+
+@pytest.mark.parametrize("depth, make", [(200, chain), (500, tanh_chain)], ids=["mixed-200", "tanh-500"])
+def test_deep_chains_print_bounded_nesting_and_round_trip(depth, make):
+    torch = pytest.importorskip("torch")   # the oracle (symgrad itself would compile a 500-deep kernel)
+    values = [0.5, -0.2, 1.5]
+    x = symgrad.tensor(values, dtype=symgrad.float64, requires_grad=True)
+    out = make(x, depth).sum()
+    x_torch = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    (expected,) = torch.autograd.grad(make(x_torch, depth).sum(), x_torch)
+    # no recursion that grows with the graph's depth: a few hundred frames are enough for 500 steps
+    base = len(__import__("inspect").stack())
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(base + 400)
+    try:
+        f = symgrad.formula(out, x)
+        text, pretty, latex = str(f), f.pretty(), f.latex()
+    finally:
+        sys.setrecursionlimit(limit)
+    assert_valid_one_line_python(text)
+    assert set(f.inputs) == {"x"}       # in terms of x, not of values computed on the way
+    assert "array(" not in text
+    assert_round_trip(f, expected.numpy(), rtol=1e-9, atol=1e-12)
+    names = [name for name, _ in f.where()]
+    assert len(names) >= depth // 10          # the chain's values are named once each, not repeated
+    assert pretty.count("\n  where ") == len(names) and latex.count(" = ") >= len(names)
+    assert len(text) < 60 * depth
+
+
+def test_short_formulas_define_names_where_first_used_and_deep_ones_up_front():
+    x = symgrad.tensor([0.5, -0.2], requires_grad=True)
+    y = x
+    for _ in range(12):
+        y = y.tanh()
+    text = str(symgrad.formula(y.sum(), x))
+    assert not text.endswith(")[-1]") and "(h := tanh(tanh(x)))" in text
+    y = x
+    for _ in range(400):
+        y = y.tanh()
+    text = str(symgrad.formula(y.sum(), x))
+    # (h := ..., h1 := ..., ..., formula)[-1]: the definitions in order, each one line of bounded depth
+    assert text.startswith("(h := tanh(tanh(x)), h1 := tanh(tanh(h)), ") and text.endswith(")[-1]")
+
+
+def test_a_value_computed_midway_is_written_from_its_recorded_history():
+    # y * y doubles the pending graph's size estimate each step: symgrad computes it midway (and drops
+    # the graph), autograd keeps the steps, and the formula is written in x from them
+    x = symgrad.tensor([0.3, -0.4], dtype=symgrad.float64, requires_grad=True)
+    y = x
+    for _ in range(14):
+        y = y * y * 0.5 + x
+    from symgrad.graph import postorder
+
+    computed = [n for n in postorder([y._node]) if n.op == "BUFFER" and n is not x._node]
+    assert computed   # values computed on the way: y's pending graph starts from them, not from x
+    f = symgrad.formula(y.sum(), x)
+    (g,) = symgrad.autograd.grad(y.sum(), x)
+    assert set(f.inputs) == {"x"} and "array(" not in str(f)
+    assert_round_trip(f, g.numpy(), rtol=1e-6, atol=1e-9)
+
+
 def test_names_caller_variables_explicit_names_and_fallbacks():
     weights = symgrad.tensor([1.0, 2.0], requires_grad=True)
     assert str(symgrad.formula((weights * weights).sum(), weights)) == "2*weights"
