@@ -368,3 +368,26 @@ def pad_forward(x, arg):
 
 def adaptive_avg_pool_forward(x, rows, cols, arg):
     return rows.matmul(x).matmul(cols.mT)
+
+
+# -- group norm, resampling ------------------------------------------------------------------------
+# group_norm: inputs (x, weight, bias), arg = (groups, eps)
+def group_norm_forward(x, weight, bias, arg):
+    groups, eps = arg
+    n, c = x.shape[:2]
+    # NOTE: recorded reductions (mean), since the gradient is that of this forward
+    rows = x.reshape(n, groups, -1)
+    centered = rows - rows.mean(dim=2, keepdim=True)
+    var = (centered * centered).mean(dim=2, keepdim=True)
+    y = (centered * (var + eps).sqrt().reciprocal()).reshape(x.shape)
+    if weight is not None:
+        y = y * _channel(weight, x)
+    if bias is not None:
+        y = y + _channel(bias, x)
+    return y
+
+
+def resample_forward(x, rows, cols, arg):
+    """x (*lead, [H,] W) resampled by constant matrices: rows @ x @ cols.T (rows None for 1-d)."""
+    y = x.matmul(cols.mT)
+    return y if rows is None else rows.matmul(y)

@@ -694,5 +694,11 @@ CONV = [
     # buffer, reflect and replicate GATHER along each padded axis. Gradients: of the forward.
     Op("PAD", "ConstantPadNdBackward0", "composite", forward=lambda x, arg: _convolution().pad_forward(x, arg),
        dtype_rule=KEEP),
+    # group_norm: operands (x, weight, bias), `arg` = (groups, eps); gradient: of the forward
+    Op("GROUP_NORM", "NativeGroupNormBackward0", "composite",
+       forward=lambda x, w, b, arg: _convolution().group_norm_forward(x, w, b, arg), dtype_rule=KEEP),
+    # interpolate (nearest, bilinear): products with constant resampling matrices, rows @ x @ cols.T
+    Op("RESAMPLE", "UpsampleNearest2DBackward0", "composite",
+       forward=lambda x, r, c, arg: _convolution().resample_forward(x, r, c, arg), dtype_rule=KEEP),
 ]
 OPS.update({op.name: op for op in CONV})

@@ -61,6 +61,19 @@ CONV_CASES: list[Case] = [
     Case("pad-constant", "PAD", lambda T, x: _F(T).pad(x, (1, 2, 0, 1), value=0.5), (In((1, 2, 3, 3)),)),
     Case("pad-reflect", "PAD", lambda T, x: _F(T).pad(x, (1, 1, 2, 0), mode="reflect"), (In((1, 2, 3, 4)),)),
     Case("pad-replicate", "PAD", lambda T, x: _F(T).pad(x, (2, 1), mode="replicate"), (In((2, 3)),)),
+    Case("group-norm", "GROUP_NORM", lambda T, x, w, b: _F(T).group_norm(x, 2, w, b),
+         (In((2, 4, 2, 2)), In((4,)), In((4,))), transcendental=True),
+    Case("group-norm-plain", "GROUP_NORM", lambda T, x: _F(T).group_norm(x, 1, eps=0.1), (In((2, 3, 4)),),
+         transcendental=True),
+    Case("interpolate-nearest", "RESAMPLE", lambda T, x: _F(T).interpolate(x, scale_factor=2), (In((2, 1, 2, 3)),),
+         transcendental=True),
+    Case("interpolate-nearest-1d", "RESAMPLE", lambda T, x: _F(T).interpolate(x, scale_factor=1.5),
+         (In((2, 2, 3)),), transcendental=True),
+    Case("interpolate-bilinear", "RESAMPLE", lambda T, x: _F(T).interpolate(x, size=(3, 5), mode="bilinear"),
+         (In((2, 1, 2, 3)),), transcendental=True),
+    Case("interpolate-bilinear-corners", "RESAMPLE",
+         lambda T, x: _F(T).interpolate(x, scale_factor=2, mode="bilinear", align_corners=True),
+         (In((2, 1, 2, 3)),), transcendental=True),
 ]
 
 CONV_UNREACHABLE = {

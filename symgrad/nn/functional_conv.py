@@ -216,7 +216,8 @@ def _adaptive_matrix(n, o):
 
 
 # -- batch norm ------------------------------------------------------------------------------------
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
+               _counter=None):
     """Normalize each channel over the batch (and spatial axes) in training, by the running statistics
     otherwise; in training the running statistics move by `momentum` toward the batch's (the variance's
     unbiased estimate), in place, as torch does.
@@ -239,6 +240,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             count = input.numel() // input.shape[1]
             running_mean.copy_(mean.reshape(-1) * momentum + running_mean * (1 - momentum))
             running_var.copy_(var.reshape(-1) * (momentum * count / (count - 1)) + running_var * (1 - momentum))
+        # NOTE: nothing downstream needs the updated statistics, so left pending they would pile up step
+        # after step (and cut the graph at a different place each step: a recompile every step). They are
+        # computed now, with the input they summarize (kept, so the normalization reads it back).
+        _t._realize([input._node, running_mean._node, running_var._node]
+                    + ([] if _counter is None else [_counter._node]))
     if not training and (running_mean is None or running_var is None):
         raise RuntimeError("running_mean and running_var must be defined in evaluation mode")
     return _apply(OPS["BATCH_NORM"], (input, weight, bias, running_mean, running_var), arg=(bool(training), eps),
@@ -285,3 +291,102 @@ def pad(input, pad, mode="constant", value=None):
 
 
 __all__ += ["pad"]
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Normalize each group of num_groups channels (and the spatial axes) of every sample.
+
+    >>> import symgrad
+    >>> import symgrad.nn.functional as F
+    >>> F.group_norm(symgrad.tensor([[[1.0], [3.0]]]), 1).flatten().tolist()
+    [-0.9999950528144836, 0.9999950528144836]
+    """
+    if input.dim() < 2:
+        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received {input.dim()}")
+    if input.shape[1] % num_groups:
+        raise RuntimeError(f"Expected number of channels in input to be divisible by num_groups, but got input of "
+                           f"shape {input.shape!r} and num_groups={num_groups}")
+    return _apply(OPS["GROUP_NORM"], (input, weight, bias), arg=(int(num_groups), eps))
+
+
+def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = False):
+    """Zero whole channels with probability p (scaling the rest by 1/(1-p)) in training."""
+    import numpy as np
+
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    shape = tuple(input.shape[:2]) + (1,) * (input.dim() - 2) if input.dim() == 4 else \
+        (input.shape[0],) + (1,) * (input.dim() - 1)
+    if p == 1.0:
+        keep = _t.zeros(shape, dtype=input.dtype)
+    else:
+        draws = _t._Generator.state.random(shape)
+        keep = _t.tensor((draws >= p).astype(np.float64) / (1.0 - p), dtype=input.dtype)
+    return input.mul_(keep) if inplace else input * keep
+
+
+def _resample_matrix(n_in, n_out, mode, align_corners, scale):
+    import numpy as np
+
+    m = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        if mode == "nearest":
+            ratio = (1.0 / scale) if scale else n_in / n_out
+            m[i, min(int(math.floor(i * ratio)), n_in - 1)] = 1.0
+            continue
+        if align_corners:
+            ratio = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+            src = ratio * i
+        else:
+            ratio = (1.0 / scale) if scale else n_in / n_out
+            src = max(ratio * (i + 0.5) - 0.5, 0.0)
+        low = min(int(math.floor(src)), n_in - 1)
+        high = min(low + 1, n_in - 1)
+        weight = src - low
+        m[i, low] += 1.0 - weight
+        m[i, high] += weight
+    return m
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    """Resize the spatial axes: mode 'nearest' (1-d or 2-d) or 'bilinear' (2-d), like torch.
+
+    >>> import symgrad
+    >>> import symgrad.nn.functional as F
+    >>> F.interpolate(symgrad.tensor([[[1.0, 2.0]]]), scale_factor=2).tolist()
+    [[[1.0, 1.0, 2.0, 2.0]]]
+    """
+    if mode not in ("nearest", "bilinear"):
+        raise NotImplementedError(f"interpolate mode {mode!r} is not supported yet (nearest, bilinear)")
+    if antialias:
+        raise NotImplementedError("antialias=True is not supported yet")
+    S = input.dim() - 2
+    if mode == "bilinear" and S != 2:
+        raise NotImplementedError(f"Got {input.dim()}D input, but bilinear mode needs 4D input")
+    if mode == "nearest" and align_corners is not None:
+        raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
+                         "bicubic | trilinear")
+    if S not in (1, 2):
+        raise NotImplementedError(f"interpolate of {input.dim()}D input is not supported yet (3-D or 4-D)")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("either size or scale_factor should be defined" if size is None
+                         else "only one of size or scale_factor should be defined")
+    spatial = tuple(input.shape[2:])
+    if size is not None:
+        out = _tuple(size, S, "size")
+        scales = (None,) * S
+    else:
+        factors = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * S
+        out = tuple(int(math.floor(n * float(f))) for n, f in zip(spatial, factors))
+        scales = (None,) * S if recompute_scale_factor else tuple(float(f) for f in factors)
+    mats = [_t.tensor(_resample_matrix(n, o, mode, bool(align_corners), s), dtype=input.dtype)
+            for n, o, s in zip(spatial, out, scales)]
+    rows, cols = (mats[0], mats[1]) if S == 2 else (None, mats[0])
+    name = f"Upsample{'Nearest' if mode == 'nearest' else 'Bilinear'}{S}DBackward0"
+    return _apply(OPS["RESAMPLE"], (input, rows, cols), arg=(mode, S), name=name, positions=(0,))
+
+
+__all__ += ["group_norm", "dropout2d", "interpolate"]

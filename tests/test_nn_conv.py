@@ -1,0 +1,104 @@
+"""Convolution, pooling and normalization modules and functions against torch: reprs, defaults,
+buffers, running statistics, errors, indices. (Values and gradients: tests/opcases_conv.py.)"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symgrad
+
+torch = pytest.importorskip("torch")
+
+MODULES = [
+    "Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)",
+    "Conv2d(4, 4, 3, padding='same', groups=2, dilation=2)",
+    "Conv2d(4, 8, (3, 1), stride=(2, 1), padding='valid')",
+    "Conv2d(2, 2, 3, padding=1, padding_mode='reflect')",
+    "Conv1d(4, 2, 3)",
+    "BatchNorm2d(64)",
+    "BatchNorm1d(3, momentum=None, affine=False)",
+    "BatchNorm2d(4, bias=False, track_running_stats=False)",
+    "GroupNorm(2, 4)",
+    "MaxPool2d(kernel_size=3, stride=2, padding=1)",
+    "MaxPool2d(2, ceil_mode=True)",
+    "MaxPool1d(2)",
+    "AvgPool2d(2)",
+    "AvgPool1d(3, 2, 1)",
+    "AdaptiveAvgPool2d((1, 1))",
+    "AdaptiveAvgPool2d(7)",
+    "Dropout2d(0.3)",
+]
+
+
+@pytest.mark.parametrize("text", MODULES)
+def test_repr_and_state_dict_match_torch(text):
+    ours, theirs = eval("symgrad.nn." + text), eval("torch.nn." + text)
+    assert repr(ours) == repr(theirs)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for (k, a), (_, b) in zip(ours.state_dict().items(), theirs.state_dict().items()):
+        assert tuple(a.shape) == tuple(b.shape), k
+        assert repr(a.dtype) == repr(b.dtype), k
+
+
+def test_conv_default_init_is_kaiming_uniform_a_sqrt5():
+    conv = symgrad.nn.Conv2d(8, 16, 3, groups=2)
+    bound = 1 / np.sqrt(4 * 9)  # fan_in = in_channels / groups * kernel area
+    w, b = conv.weight.detach().numpy(), conv.bias.detach().numpy()
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.8 * bound
+    assert np.abs(b).max() <= bound
+
+
+def test_batch_norm_running_statistics_follow_torch():
+    rng = np.random.default_rng(0)
+    for momentum in (0.1, None):
+        ours, theirs = symgrad.nn.BatchNorm2d(3, momentum=momentum), torch.nn.BatchNorm2d(3, momentum=momentum)
+        for _ in range(3):
+            x = (rng.standard_normal((4, 3, 2, 2)) * 2 + 1).astype(np.float32)
+            ours(symgrad.tensor(x))
+            theirs(torch.tensor(x))
+        for name in ("running_mean", "running_var"):
+            np.testing.assert_allclose(getattr(ours, name).numpy(), getattr(theirs, name).numpy(), rtol=1e-5)
+        assert int(ours.num_batches_tracked) == int(theirs.num_batches_tracked) == 3
+        ours.eval()
+        theirs.eval()
+        x = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
+        np.testing.assert_allclose(ours(symgrad.tensor(x)).detach().numpy(),
+                                   theirs(torch.tensor(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_max_pool_indices_match_torch():
+    x = np.random.default_rng(1).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    for kw in (dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2, dilation=2, ceil_mode=True)):
+        values, index = symgrad.nn.functional.max_pool2d(symgrad.tensor(x), return_indices=True, **kw)
+        t_values, t_index = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kw)
+        np.testing.assert_array_equal(values.numpy(), t_values.numpy())
+        np.testing.assert_array_equal(index.numpy(), t_index.numpy())
+
+
+def test_dropout2d_zeroes_whole_channels():
+    y = symgrad.nn.functional.dropout2d(symgrad.ones(4, 8, 3, 3), 0.5).numpy()
+    per_channel = y.reshape(4, 8, 9)
+    assert set(np.unique(per_channel)) <= {0.0, 2.0}
+    assert (per_channel.min(axis=2) == per_channel.max(axis=2)).all()
+    assert symgrad.nn.Dropout2d().eval()(symgrad.ones(1, 2, 2, 2)).numpy().sum() == 8
+
+
+ERRORS = {
+    "channels": lambda lib, F: F.conv2d(lib.ones(1, 4, 5, 5), lib.ones(2, 3, 3, 3)),
+    "same-strided": lambda lib, F: F.conv2d(lib.ones(1, 3, 5, 5), lib.ones(2, 3, 3, 3), stride=2, padding="same"),
+    "padding-string": lambda lib, F: F.conv2d(lib.ones(1, 3, 5, 5), lib.ones(2, 3, 3, 3), padding="full"),
+    "kernel-too-big": lambda lib, F: F.conv2d(lib.ones(1, 3, 2, 2), lib.ones(2, 3, 3, 3)),
+    "pool-pad": lambda lib, F: F.max_pool2d(lib.ones(1, 1, 5, 5), 3, padding=2),
+    "pool-too-small": lambda lib, F: F.max_pool2d(lib.ones(1, 1, 2, 2), 3),
+    "bn-one-value": lambda lib, F: F.batch_norm(lib.ones(1, 3), None, None, training=True),
+    "bn-module-dims": lambda lib, F: lib.nn.BatchNorm2d(3)(lib.ones(2, 3)),
+}
+
+
+@pytest.mark.parametrize("name", list(ERRORS))
+def test_errors_match_torch(name):
+    with pytest.raises(Exception) as theirs:
+        ERRORS[name](torch, torch.nn.functional)
+    with pytest.raises(type(theirs.value)) as ours:
+        ERRORS[name](symgrad, symgrad.nn.functional)
+    assert str(ours.value).split("\n")[0] == str(theirs.value).split("\n")[0]
