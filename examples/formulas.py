@@ -164,11 +164,16 @@ would: `str(f)` is one line of Python over your tensors' names that numpy evalua
   `where h = maximum(x @ w1, 0)` in `f.pretty()`.
 * Matrix parts in matrix notation (`@`, `.T`); elementwise parts simplified by SymPy (constants folded,
   `x*1`, `x+0`, double negation and chains of scalar factors collapsed, size-guarded); gradients of
-  broadcast inputs summed back with `sum(..., axis=..., keepdims=...)`.
+  broadcast inputs summed back with `sum(..., axis=..., keepdims=...)`, with the factors that are the same
+  along the summed axes outside (`2*b*sum(x**2, axis=0)`); `exp(y)/sum(exp(y), axis=k, keepdims=True)`
+  written `softmax(y, axis=k)`.
+* Deep graphs (hundreds of steps) stay one valid line: when definitions written at first use would nest
+  too deep for Python's parser, they come first, in order: `(h := ..., h1 := ..., formula)[-1]`.
 * Vocabulary: `exp log sqrt tanh sin cos abs sign erf isnan maximum minimum where sum max min prod reshape
   transpose broadcast_to take_along_axis pad arange array zeros trunc inf nan pi`, all numpy's, plus `erf`
-  (scipy.special.erf), `scatter_add(base, index, src, axis=)` and `assemble(shape, regions, *parts)` where
-  numpy has no expression. Comparisons print as `>`, `>=`, `==`, combined with `&`, `|`, `~`.
+  (scipy.special.erf), `softmax(x, axis=)`, `scatter_add(base, index, src, axis=)`, `assemble(shape,
+  regions, *parts)` and `window(x, shape, maps)` where numpy has no expression. Comparisons print as `>`,
+  `>=`, `==`, combined with `&`, `|`, `~`.
 * `symgrad.to_dot(tensor)` gives Graphviz DOT text of the forward and backward graphs.
 """
 

@@ -89,9 +89,16 @@ def _window_view(x, shape, maps):
     return np.asarray(x)[tuple(sum(m[j] * index[j] for j in range(len(shape))) + m[-1] for m in maps)]
 
 
+def _softmax(x, axis):
+    """exp(x) / sum(exp(x), axis=axis, keepdims=True), shifted by the max first (as torch computes it)."""
+    x = np.asarray(x)
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
 #: The names a printed formula may use besides its tensors, and what they mean. Every one is the numpy
-#: function of that name except `erf` (scipy.special.erf), `scatter_add` and `assemble` (written out
-#: above: numpy has no expression for them).
+#: function of that name except `erf` (scipy.special.erf), and `softmax`, `scatter_add`, `assemble` and
+#: `window` (written out above: numpy has no expression for them).
 VOCABULARY = {
     "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sin": np.sin, "cos": np.cos,
     "abs": np.abs, "sign": np.sign, "erf": _erf, "isnan": np.isnan,
@@ -100,7 +107,7 @@ VOCABULARY = {
     "reshape": np.reshape, "transpose": np.transpose, "broadcast_to": np.broadcast_to,
     "take_along_axis": np.take_along_axis, "pad": np.pad, "arange": np.arange, "array": np.array,
     "zeros": np.zeros, "trunc": np.trunc, "inf": np.inf, "nan": np.nan, "pi": np.pi,
-    "scatter_add": _scatter_add, "assemble": _assemble, "window": _window_view,
+    "scatter_add": _scatter_add, "assemble": _assemble, "window": _window_view, "softmax": _softmax,
 }
 
 
@@ -652,12 +659,20 @@ class _NumpyPrinter(StrPrinter):
         if kind in REDUCTIONS:
             axes, keepdims = p
             inner = self.arg(o[0])
+            if kind == "sum" and _is_indicator(o[0]):
+                inner = self.arg(o[0].args[0].cond)    # sum(where(c, 1, 0)) counts: sum(c)
             if axes is None:
                 return f"{kind}({inner})"
             axis = axes[0] if len(axes) == 1 else axes
             return f"{kind}({inner}, axis={axis}{', keepdims=True' if keepdims else ''})"
+        if kind == "reshape" and not o[0].is_Number:
+            index = _new_axes_index(p[1], p[0])
+            if index is not None:   # only unit axes come in: target[:, None], as people write it
+                return f"{self.operand(o[0], ATOM)}[{index}]"
         if kind in ("reshape", "broadcast_to", "transpose"):   # (reshape also keeps its operand's shape)
             return f"{kind}({self.arg(o[0])}, {p[0]})"
+        if kind == "softmax":
+            return f"softmax({self.arg(o[0])}, axis={p[0]})"
         if kind == "slice":
             return f"{self.operand(o[0], ATOM)}[{_index_text(p[0])}]"
         if kind == "pad":
@@ -686,6 +701,19 @@ class _NumpyPrinter(StrPrinter):
 
     def _print_Function(self, expr):
         return f"{expr.func.__name__}({', '.join(self.arg(a) for a in expr.args)})"
+
+    def _print_Mul(self, expr):
+        # parts (sums, matrix products) after the other factors, as people write them: 2*b*sum(x, axis=0)
+        # (SymPy sorts the parts' symbols first); the order of each kind is SymPy's
+        factors = expr.as_ordered_factors()
+        ordered = sorted(factors, key=lambda f: f in self.parts)
+        if ordered == factors:
+            return super()._print_Mul(expr)
+        sign = ""
+        if ordered[0].is_Number and ordered[0] < 0:   # (SymPy would rebuild, and reorder, -2*b*p as 2*...)
+            sign = "-"
+            ordered = ordered[1:] if ordered[0] == -1 else [-ordered[0], *ordered[1:]]
+        return sign + super()._print_Mul(_InOrder(*ordered, evaluate=False))
 
     def _print_Float(self, expr):
         # 15 digits: 3*1e-05 is 3e-05, not 3.0000000000000004e-05 (float32 values carry far fewer)
@@ -846,6 +874,38 @@ def _inline_definitions(body, definitions, names) -> str:
             stack.append((pieces, at + 1))
             stack.append(([*_pieces(definitions[piece]), *([] if bare else [-1])], 0))
     return "".join(out)
+
+
+class _InOrder(sympy.Mul):
+    """A product whose factors print in the order given."""
+
+    def as_ordered_factors(self, order=None):
+        return list(self.args)
+
+
+def _is_indicator(expr) -> bool:
+    """Is `expr` where(c, 1, 0)?"""
+    return (isinstance(expr, sympy.Piecewise) and len(expr.args) == 2 and expr.args[0].expr == 1
+            and expr.args[1].expr == 0 and expr.args[1].cond == sympy.true)
+
+
+def _new_axes_index(old, new) -> str | None:
+    """The index that gives an array of shape `old` the shape `new` when `new` only adds unit axes
+    ((8,) -> (8, 1): ":, None"), else None."""
+    items, k = [], 0
+    for n in new:
+        if k < len(old) and old[k] == n:
+            items.append(":")
+            k += 1
+        elif n == 1:
+            items.append("None")
+        else:
+            return None
+    if k != len(old) or "None" not in items:
+        return None
+    while items[-1] == ":":
+        items.pop()
+    return ", ".join(items)
 
 
 def _index_text(index):
@@ -1230,6 +1290,7 @@ def _formula_of(gradient, param, names, constant_ids, intermediates, histories) 
     if tuple(printed) != shape and (_strip(printed) != _strip(shape) or len(printed) > len(shape)):
         expr = builder.exact(expr, printed, shape)
     expr, parts = _simplify(expr, builder.parts)
+    expr = _rewrite_idioms(expr, parts, builder)
     expr = _share_subexpressions(expr, parts, lambda sub: builder.part("expr", [sub], (), builder.shape_of(sub)))
     named = _choose_names(expr, parts, names, intermediates)
     f = Formula(expr, parts, named, {}, gradient, shape)
@@ -1253,6 +1314,171 @@ def _simplify(expr, parts):
     for part in parts.values():
         part.operands = [_tidy(o) for o in part.operands]
     return _tidy(expr), parts
+
+
+# -- idioms: rewrites people make when they read a gradient (each one exact) ----------------------------
+def _rewrite_idioms(expr, parts, builder):
+    """Factors the same along a sum's axes come out of it (`sum(-2*b*x, axis=0)` is
+    `-2*b*sum(x, axis=0)` for b of shape (n,) and x of shape (m, n)), and
+    `exp(y)/sum(exp(y), axis=k, keepdims=True)` (or `exp(y - log(sum(exp(y), ...)))`) is written
+    `softmax(y, axis=k)`, without the terms of y that are constant along k (the max subtracted for
+    stability: softmax does that itself)."""
+    expr = _constants_out_of_sums(expr, parts, builder)
+    expr = _recognize_softmax(expr, parts, builder)
+    return _drop_implied_conditions(expr, parts)
+
+
+def _drop_implied_conditions(expr, parts):
+    """`(t != c) & (t == arange(n))` is `t == arange(n)` when c is not in range(n): the one-hot mask of
+    a cross entropy without its ignore_index test (t may be reshaped the same way on both sides)."""
+
+    def unreshaped(e):
+        part = parts.get(e) if isinstance(e, sympy.Symbol) else None
+        return (part.operands[0], part.params) if part is not None and part.kind == "reshape" else (e, None)
+
+    def rewrite(e):
+        if not isinstance(e, sympy.And):
+            return e
+        ranges = []   # (value, its reshape, n) for each `value == arange(n)`
+        for condition in e.args:
+            if isinstance(condition, sympy.Eq):
+                for value, other in (condition.args, condition.args[::-1]):
+                    part = parts.get(other) if isinstance(other, sympy.Symbol) else None
+                    if part is not None and part.kind == "arange":
+                        ranges.append((*unreshaped(value), part.params[0]))
+        kept = []
+        for condition in e.args:
+            inner, reshape = unreshaped(condition)
+            if isinstance(inner, sympy.Ne) and any(a.is_Integer for a in inner.args):
+                value, constant = sorted(inner.args, key=lambda a: bool(a.is_Integer))
+                if any(value == v and reshape == r and not 0 <= constant < n for v, r, n in ranges):
+                    continue
+            kept.append(condition)
+        return e if len(kept) == len(e.args) else sympy.And(*kept)
+
+    for symbol in _parts_in_order(expr, parts):
+        parts[symbol].operands = [_map_tree(o, rewrite) for o in parts[symbol].operands]
+    return _map_tree(expr, rewrite)
+
+
+def _constants_out_of_sums(expr, parts, builder):
+    """sum(c*a, axis=k) is c*sum(a, axis=k) for every factor c that is the same along k (a number, or
+    a value broadcast along k that stays aligned with the sum's result)."""
+    replace: dict = {}
+    for symbol in _parts_in_order(expr, parts):     # inputs first: an operand's sums are done before
+        part = parts[symbol]
+        part.operands = [o.xreplace(replace) for o in part.operands]
+        if part.kind != "sum" or not isinstance(part.operands[0], sympy.Mul):
+            continue
+        axes, keepdims = part.params
+        shape = builder.shape_of(part.operands[0])
+        if axes is None:
+            axes = tuple(range(len(shape)))
+        if tuple(part.shape) != (tuple(1 if k in axes else n for k, n in enumerate(shape)) if keepdims else
+                                 tuple(n for k, n in enumerate(shape) if k not in axes)):
+            continue   # (axes count from the operand's printed shape: check that they line up)
+
+        def constant(factor):
+            factor_shape = builder.shape_of(factor)
+            lead = len(shape) - len(factor_shape)
+            if keepdims:
+                return all(k < lead or factor_shape[k - lead] == 1 for k in axes)
+            return all(k < lead for k in axes)    # without the axis, the factor must still line up
+
+        outside = [f for f in part.operands[0].args if constant(f)]
+        if outside and len(outside) < len(part.operands[0].args):
+            inside = sympy.Mul(*(f for f in part.operands[0].args if not constant(f)))
+            replace[symbol] = sympy.Mul(*outside) * builder.part("sum", [inside], part.params, part.shape)
+    return expr.xreplace(replace)
+
+
+def _recognize_softmax(expr, parts, builder):
+    def sum_of_exp(symbol):
+        """(exp(y), k) when `symbol` is the part sum(exp(y), axis=k, keepdims=True), else None."""
+        part = parts.get(symbol)
+        if part is None or part.kind != "sum" or part.params[0] is None or len(part.params[0]) != 1 \
+                or not part.params[1] or not isinstance(part.operands[0], sympy.exp):
+            return None
+        k = part.params[0][0]
+        shape = builder.shape_of(part.operands[0])
+        if len(shape) <= k or tuple(part.shape) != shape[:k] + (1,) + shape[k + 1:]:
+            return None   # (axes count from the operand's printed shape: check that they line up)
+        return part.operands[0], k
+
+    def softmax(y, k):
+        shape = builder.shape_of(y)
+        offset = len(shape)
+        kept = []
+        for term in sympy.Add.make_args(y):
+            term_shape = builder.shape_of(term)
+            at = k - (offset - len(term_shape))
+            if at >= 0 and term_shape[at] != 1:
+                kept.append(term)
+        if kept and builder.shape_of(sympy.Add(*kept)) == shape:
+            y = sympy.Add(*kept)
+        return builder.part("softmax", [y], (k,), shape)
+
+    def unwrapped(e):
+        """`e` with the opaque pieces the builder cut (kind "expr") put back, to compare values."""
+        for _ in range(4):
+            inner = {s: parts[s].operands[0] for s in e.free_symbols if s in parts and parts[s].kind == "expr"}
+            if not inner:
+                break
+            e = e.xreplace(inner)
+        return e
+
+    def rewrite(e):
+        if isinstance(e, sympy.Mul):
+            for factor in e.args:
+                if not (isinstance(factor, sympy.Pow) and factor.exp == -1):
+                    continue
+                found = sum_of_exp(factor.base)
+                if found is None:
+                    continue
+                exp_y, k = found
+                if exp_y in e.args:   # exp(y)/sum(exp(y))
+                    others = [f for f in e.args if f is not factor and f != exp_y]
+                    return sympy.Mul(*others, softmax(exp_y.args[0], k))
+                for other in e.args:   # sum(a*exp(y))/sum(exp(y)) = sum(a*softmax(y)) (1/sum is the same along k)
+                    part = parts.get(other) if isinstance(other, sympy.Symbol) else None
+                    if part is not None and part.kind == "sum" and part.params == ((k,), True) \
+                            and part.shape == parts[factor.base].shape and exp_y in sympy.Mul.make_args(part.operands[0]):
+                        inside = part.operands[0].xreplace({exp_y: softmax(exp_y.args[0], k)})
+                        others = [f for f in e.args if f is not factor and f is not other]
+                        return sympy.Mul(*others, builder.part("sum", [inside], part.params, part.shape))
+        if isinstance(e, sympy.exp):
+            argument = e.args[0]
+            if argument in parts and parts[argument].kind == "expr":
+                argument = parts[argument].operands[0]
+            for term in sympy.Add.make_args(argument):   # exp(y - log(sum(exp(y))))
+                coefficient, rest = term.as_coeff_Mul()
+                if coefficient == -1 and isinstance(rest, sympy.log):
+                    found = sum_of_exp(rest.args[0])
+                    if found is not None and unwrapped(argument - term) == unwrapped(found[0].args[0]):
+                        return softmax(argument - term, found[1])
+        return e
+
+    for symbol in _parts_in_order(expr, parts):
+        parts[symbol].operands = [_map_tree(o, rewrite) for o in parts[symbol].operands]
+    return _map_tree(expr, rewrite)
+
+
+def _map_tree(expr, fn):
+    """`expr` rebuilt from its leaves up with `fn` applied to every node (without recursion)."""
+    done: dict = {}
+    stack = [(expr, False)]
+    while stack:
+        e, expanded = stack.pop()
+        if e in done:
+            continue
+        if not expanded and e.args:
+            stack.append((e, True))
+            stack.extend((a, False) for a in e.args if a not in done)
+            continue
+        args = tuple(done[a] for a in e.args)
+        rebuilt = e if args == e.args else e.func(*args)
+        done[e] = fn(rebuilt)
+    return done[expr]
 
 
 # a part nested this deep inside one definition is named, so that no printed piece nests deeper than
@@ -1454,7 +1680,7 @@ class Inspection:
 
 def inspect(*tensors: Tensor, names: dict | None = None) -> Inspection:
     """The program that computes `tensors` (which must not be computed yet): formulas, IR, assembly."""
-    found = plan_for([t._node for t in tensors])
+    found = plan_for([t._node for t in tensors], need_program=True)
     if found is None:
         raise ValueError("inspect(): these tensors are already computed; inspect them before observing them")
     plan, targets, leaves, scalars = found

@@ -141,7 +141,16 @@ def test_linear_relu_linear_model(loss_name):
         assert_round_trip(f, p.grad.numpy())
         np.testing.assert_allclose(f.evaluate().numpy(), p.grad.numpy(), rtol=1e-4, atol=1e-6)
     if loss_name == "MSELoss":
-        assert str(fs["bias2"]) == "sum((maximum(x @ weight0.T + bias0, 0) @ weight2.T + bias2 - target)/12, axis=0)"
+        # the number comes out of the sum, as people write it
+        assert str(fs["bias2"]) == "sum(maximum(x @ weight0.T + bias0, 0) @ weight2.T + bias2 - target, axis=0)/12"
+    else:
+        # the gradient of cross entropy is softmax(logits) - one_hot(target) (over the batch)
+        assert "softmax(" in str(fs["weight2"]) and "target[:, None] == arange(3)" in str(fs["weight2"])
+        assert "exp(" not in str(fs["weight2"]) and "-100" not in str(fs["weight2"])
+        assert fs["weight2"].pretty().startswith("(sum(h1, axis=1, keepdims=True)⋅softmax(h2 @ weight2ᵀ + bias2, "
+                                                 "axis=1) - h1)ᵀ @ h2\n")
+        for f in fs.values():
+            assert len(str(f)) <= 220
 
 
 # -- random compositions ----------------------------------------------------------------------------
@@ -280,18 +289,25 @@ def test_deep_chains_print_bounded_nesting_and_round_trip(depth, make):
 
 
 def test_short_formulas_define_names_where_first_used_and_deep_ones_up_front():
+    from symgrad.formula import MAX_NESTING, _nesting, _one_line, _token
+
     x = symgrad.tensor([0.5, -0.2], requires_grad=True)
-    y = x
-    for _ in range(12):
-        y = y.tanh()
-    text = str(symgrad.formula(y.sum(), x))
-    assert not text.endswith(")[-1]") and "(h := tanh(tanh(x)))" in text
-    y = x
-    for _ in range(400):
-        y = y.tanh()
-    text = str(symgrad.formula(y.sum(), x))
-    # (h := ..., h1 := ..., ..., formula)[-1]: the definitions in order, each one line of bounded depth
-    assert text.startswith("(h := tanh(tanh(x)), h1 := tanh(tanh(h)), ") and text.endswith(")[-1]")
+    text = str(symgrad.formula(tanh_chain(x, 12).sum(), x))
+    assert not text.endswith(")[-1]") and text.startswith("(1 - (h := tanh(tanh(x)))**2)*")
+    # a definition is written where Python first reads its name, bare as a whole call argument
+    assert _one_line(f"g({_token(1)}) + {_token(0)}", ["exp(x)", f"tanh({_token(0)})"], ["h", "h1"]) == \
+        "g(h1 := tanh(h := exp(x))) + h"
+    # each definition first read inside the next: written inline they would nest 100 deep, so they
+    # come first, in order, in a tuple whose last item is the formula
+    depth = 100
+    definitions = ["tanh(x)"] + [f"tanh({_token(k)})" for k in range(depth - 1)]
+    text = _one_line(f"2*{_token(depth - 1)}", definitions, [f"h{k}" for k in range(depth)])
+    assert text.startswith("(h0 := tanh(x), h1 := tanh(h0), h2 := tanh(h1), ") and text.endswith(", 2*h99)[-1]")
+    assert _nesting(text) <= MAX_NESTING
+    expected = 0.5
+    for _ in range(depth):
+        expected = np.tanh(expected)
+    assert eval(text, numpy_namespace(x=0.5)) == pytest.approx(2 * expected)
 
 
 def test_a_value_computed_midway_is_written_from_its_recorded_history():
@@ -332,8 +348,34 @@ def test_broadcast_gradients_are_sums_over_axes():
     x = symgrad.tensor(np.ones((3, 4)), requires_grad=True)
     b = symgrad.tensor(np.arange(4.0), requires_grad=True)
     f = symgrad.formula(((x * b) ** 2).sum(), b)
-    assert str(f) == "sum(2*b*x**2, axis=0)"
+    assert str(f) == "2*b*sum(x**2, axis=0)"   # b is the same along axis 0: it comes out of the sum
     assert_round_trip(f, symgrad.autograd.grad(((x * b) ** 2).sum(), b)[0].numpy())
+
+
+def test_softmax_is_recognized_and_numbers_leave_sums():
+    x = symgrad.tensor(np.random.default_rng(1).normal(size=(3, 4)), requires_grad=True)
+    cases = {
+        # d/dx logsumexp(x) is softmax(x): the max subtracted for stability (and its inf guard) is gone
+        "softmax(x, axis=1)": x.logsumexp(1).sum(),
+        # d/dx log_softmax(x)[:, 1] = onehot - softmax
+        "(h := pad(broadcast_to(1, (3, 1)), ((0, 0), (1, 2)))) - sum(h, axis=1, keepdims=True)*softmax(x, axis=1)":
+            x.log_softmax(1)[:, 1].sum(),
+        # s * (g - sum(g * s)): sum(g*exp(y))/sum(exp(y)) is sum(g*softmax(y))
+        "((h := pad(broadcast_to(1, (3, 1)), ((0, 0), (0, 3)))) - sum(h*(h1 := softmax(x, axis=1)), axis=1, "
+        "keepdims=True))*h1": x.softmax(1)[:, 0].sum(),
+        "(-sum(x*(h := softmax(x, axis=0)), axis=0, keepdims=True) + x + 1)*h": (x.softmax(0) * x).sum(),
+    }
+    for text, out in cases.items():
+        f = symgrad.formula(out, x)
+        assert str(f) == text
+        assert_round_trip(f, symgrad.autograd.grad(out, x)[0].numpy(), rtol=1e-9, atol=1e-12)
+    # numbers and values broadcast along the summed axis come out of a sum; others stay in
+    b = symgrad.tensor(np.arange(4.0), requires_grad=True)
+    c = symgrad.tensor(np.arange(3.0).reshape(3, 1))
+    out = (c * x * b * -3).sum()
+    f = symgrad.formula(out, b)
+    assert str(f) == "-3*sum(c*x, axis=0)"
+    assert_round_trip(f, symgrad.autograd.grad(out, b)[0].numpy(), rtol=1e-9, atol=1e-12)
 
 
 def test_pretty_latex_sympy():
