@@ -1,7 +1,8 @@
 """Compiled object code on disk, so a later process loads a program instead of compiling it again.
 
 An entry is keyed by everything that changes the machine code: the IR text, the llvmlite and LLVM
-versions, the CPU name and feature string, the pipeline flags, and this package's version. It lives in
+versions, the CPU name and feature string, the pipeline flags, and the source of this package (a hash
+of its files: an edited codegen never loads code an older one made, with or without a version bump). It lives in
 the user cache directory (`$XDG_CACHE_HOME/symgrad` or `~/.cache/symgrad`); `SYMGRAD_CACHE_DIR`
 relocates it and `SYMGRAD_CACHE=0` turns it off.
 
@@ -20,6 +21,7 @@ b'object bytes'
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -46,16 +48,16 @@ def entry_key(ir_text: str, cpu: str, features: str, flags: str) -> str:
 
     digest = hashlib.sha256()
     for part in (MAGIC.decode(), llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)), cpu, features,
-                 flags, _package_version(), ir_text):
+                 flags, code_fingerprint(), ir_text):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()
 
 
-def load(key: str) -> bytes | None:
+def load(key: str, suffix: str = ".o") -> bytes | None:
     """The object code stored under `key`, or None (no entry, cache off, or an entry that fails its
-    checksum)."""
-    path = _path(key)
+    checksum). `suffix` names other kinds of entries kept the same way (symgrad's plan records)."""
+    path = _path(key, suffix)
     if path is None:
         return None
     try:
@@ -71,9 +73,9 @@ def load(key: str) -> bytes | None:
     return payload
 
 
-def store(key: str, object_code: bytes) -> None:
+def store(key: str, object_code: bytes, suffix: str = ".o") -> None:
     """Keep `object_code` under `key` (best effort: a read-only or full disk just means no cache)."""
-    path = _path(key)
+    path = _path(key, suffix)
     if path is None:
         return
     folder = os.path.dirname(path)
@@ -87,15 +89,22 @@ def store(key: str, object_code: bytes) -> None:
         pass
 
 
-def _path(key: str) -> str | None:
+def _path(key: str, suffix: str) -> str | None:
     folder = directory()
-    return None if folder is None else os.path.join(folder, key[:2], key + ".o")
+    return None if folder is None else os.path.join(folder, key[:2], key + suffix)
 
 
-def _package_version() -> str:
-    from importlib import metadata
+@functools.cache
+def code_fingerprint(*extra_files: str) -> str:
+    """A SHA-256 of this package's Python sources (and of `extra_files`).
 
-    try:
-        return metadata.version("symgrad")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    NOTE: cheaper than asking importlib.metadata for a version (whose import alone took tens of
+    milliseconds of a warm first step), and exact where a version number is not.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    files = sorted(os.path.join(here, name) for name in os.listdir(here) if name.endswith(".py"))
+    digest = hashlib.sha256()
+    for path in [*files, *extra_files]:
+        with open(path, "rb") as handle:
+            digest.update(handle.read())
+    return digest.hexdigest()
