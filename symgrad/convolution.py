@@ -279,6 +279,49 @@ def avg_pool_vjp(g, inputs, out, arg):
     return (_spread(g, x, pool, spread),)
 
 
+def adaptive_windows(n, o):
+    """torch's adaptive windows along an axis of n for o outputs: window i is [floor(i*n/o), ceil((i+1)*n/o)).
+    As (o, k) positions, k the longest window; a shorter window repeats its last position (a max is not
+    changed by a repeat, and the first maximal tap is never a repeat)."""
+    starts = [(i * n) // o for i in range(o)]
+    ends = [-(-((i + 1) * n) // o) for i in range(o)]
+    k = max((e - s for s, e in zip(starts, ends)), default=1)
+    return [[min(s + j, e - 1) for j in range(k)] for s, e in zip(starts, ends)], k
+
+
+def adaptive_max_table(size, out):
+    """(OH, OW, KH*KW) int64 flat positions (h * W + w) of each output's window taps, row-major in the
+    window like torch's scan (so the first maximal tap is torch's index)."""
+    import numpy as np
+
+    (h, w), (oh, ow) = size, out
+    rows, kh = adaptive_windows(h, oh)
+    cols, kw = adaptive_windows(w, ow)
+    r = np.asarray(rows, dtype=np.int64).reshape(oh, 1, kh, 1)
+    c = np.asarray(cols, dtype=np.int64).reshape(1, ow, 1, kw)
+    return (r * w + c).reshape(oh, ow, kh * kw)
+
+
+def _adaptive_taps(x, table):
+    lead = tuple(x.shape[:-2])
+    flat = x.reshape(*lead, x.shape[-2] * x.shape[-1])
+    index = table.reshape(-1).expand(*lead, table.numel())
+    return flat.gather(-1, index).reshape(*lead, *table.shape)
+
+
+# inputs (x, table (OH, OW, K) of flat window positions); the gradient is that of the forward: a gather
+# of the taps and max over them, whose rule gives g to the first maximal tap (torch's index)
+def adaptive_max_pool_forward(x, table, arg):
+    return _adaptive_taps(x, table).max(dim=-1).values
+
+
+def adaptive_max_pool_indices(x, table):
+    """torch's `return_indices`: the flat spatial position (h * W + w) of each window's first maximum."""
+    taps = _adaptive_taps(x, table)
+    first = taps.max(dim=-1).indices
+    return table.expand(*taps.shape).gather(-1, first.unsqueeze(-1)).squeeze(-1)
+
+
 # -- batch norm ------------------------------------------------------------------------------------
 # inputs (x, weight, bias, running_mean, running_var); arg = (training, eps)
 def batch_axes(x):

@@ -690,6 +690,10 @@ CONV = [
     # adaptive average pooling over uneven windows: rows @ x @ cols.T with constant averaging matrices
     Op("ADAPTIVE_AVG_POOL", "AdaptiveAvgPool2DBackward0", "composite",
        forward=lambda x, r, c, arg: _convolution().adaptive_avg_pool_forward(x, r, c, arg), dtype_rule=KEEP),
+    # adaptive max pooling over uneven windows: a gather of each window's taps (operand 2: their flat
+    # positions, short windows repeating their last) and max over them; gradient: of the forward
+    Op("ADAPTIVE_MAX_POOL", "AdaptiveMaxPool2DBackward0", "composite",
+       forward=lambda x, t, arg: _convolution().adaptive_max_pool_forward(x, t, arg), dtype_rule=KEEP),
     # F.pad: `arg` = (((lo, hi) per trailing axis), mode, value); constant pads ASSEMBLE into a filled
     # buffer, reflect and replicate GATHER along each padded axis. Gradients: of the forward.
     Op("PAD", "ConstantPadNdBackward0", "composite", forward=lambda x, arg: _convolution().pad_forward(x, arg),

@@ -26,6 +26,9 @@ MODULES = [
     "AvgPool1d(3, 2, 1)",
     "AdaptiveAvgPool2d((1, 1))",
     "AdaptiveAvgPool2d(7)",
+    "AdaptiveMaxPool2d((3, None))",
+    "AdaptiveMaxPool2d(2, return_indices=True)",
+    "AdaptiveMaxPool1d(3)",
     "Dropout2d(0.3)",
 ]
 
@@ -75,6 +78,33 @@ def test_max_pool_indices_match_torch():
         np.testing.assert_array_equal(index.numpy(), t_index.numpy())
 
 
+@pytest.mark.parametrize("shape, out", [((2, 3, 5, 7), (3, 4)), ((2, 3, 6, 8), (3, 4)), ((3, 5, 7), (2, None)),
+                                        ((1, 2, 4, 9), (4, 5)), ((1, 2, 3, 2), (5, 7)), ((1, 1, 5, 5), 1)])
+def test_adaptive_max_pool_values_indices_and_ties_match_torch(shape, out):
+    # rounded draws tie often: the value, the index and the gradient go to the first maximum of a window
+    x = np.round(np.random.default_rng(2).standard_normal(shape) * 1.5)
+    ours, theirs = symgrad.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    values, index = symgrad.nn.functional.adaptive_max_pool2d(ours, out, return_indices=True)
+    t_values, t_index = torch.nn.functional.adaptive_max_pool2d(theirs, out, return_indices=True)
+    assert values.grad_fn.name() == t_values.grad_fn.name()
+    np.testing.assert_array_equal(values.detach().numpy(), t_values.detach().numpy())
+    np.testing.assert_array_equal(index.numpy(), t_index.numpy())
+    assert repr(index.dtype) == repr(t_index.dtype)
+    g = np.random.default_rng(3).standard_normal(t_values.shape)
+    (values * symgrad.tensor(g)).sum().backward()
+    (t_values * torch.tensor(g)).sum().backward()
+    np.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+
+
+def test_adaptive_max_pool1d_matches_torch():
+    x = np.round(np.random.default_rng(4).standard_normal((2, 3, 7)))
+    ours = symgrad.nn.AdaptiveMaxPool1d(3, return_indices=True)(symgrad.tensor(x, requires_grad=True))
+    theirs = torch.nn.AdaptiveMaxPool1d(3, return_indices=True)(torch.tensor(x, requires_grad=True))
+    assert ours[0].grad_fn.name() == theirs[0].grad_fn.name()
+    np.testing.assert_array_equal(ours[0].detach().numpy(), theirs[0].detach().numpy())
+    np.testing.assert_array_equal(ours[1].numpy(), theirs[1].numpy())
+
+
 def test_dropout2d_zeroes_whole_channels():
     y = symgrad.nn.functional.dropout2d(symgrad.ones(4, 8, 3, 3), 0.5).numpy()
     per_channel = y.reshape(4, 8, 9)
@@ -90,6 +120,11 @@ ERRORS = {
     "kernel-too-big": lambda lib, F: F.conv2d(lib.ones(1, 3, 2, 2), lib.ones(2, 3, 3, 3)),
     "pool-pad": lambda lib, F: F.max_pool2d(lib.ones(1, 1, 5, 5), 3, padding=2),
     "pool-too-small": lambda lib, F: F.max_pool2d(lib.ones(1, 1, 2, 2), 3),
+    "amax-pool-dims": lambda lib, F: F.adaptive_max_pool2d(lib.ones(5), 2),
+    "amax-pool-size": lambda lib, F: F.adaptive_max_pool2d(lib.ones(1, 2, 3, 3), (2, 2, 2)),
+    "amax-pool-empty": lambda lib, F: F.adaptive_max_pool2d(lib.ones(1, 0, 3, 3), 2),
+    "amax-pool1d-dims": lambda lib, F: F.adaptive_max_pool1d(lib.ones(1, 2, 3, 3), 2),
+    "amax-pool1d-size": lambda lib, F: F.adaptive_max_pool1d(lib.ones(1, 3), (2, 2)),
     "bn-one-value": lambda lib, F: F.batch_norm(lib.ones(1, 3), None, None, training=True),
     "bn-module-dims": lambda lib, F: lib.nn.BatchNorm2d(3)(lib.ones(2, 3)),
 }

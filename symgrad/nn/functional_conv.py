@@ -205,6 +205,68 @@ def adaptive_avg_pool2d(input, output_size):
     return _apply(OPS["ADAPTIVE_AVG_POOL"], (input, rows, cols), positions=(0,))
 
 
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """The maximum over each window of an `output_size` grid (window i of an axis of n spans
+    [floor(i*n/o), ceil((i+1)*n/o)), as torch); its gradient goes to the window's first maximum.
+
+    >>> import symgrad
+    >>> import symgrad.nn.functional as F
+    >>> F.adaptive_max_pool2d(symgrad.arange(10.0).reshape(1, 2, 5), (1, 3))
+    tensor([[[6., 8., 9.]]])
+    """
+    if input.dim() not in (3, 4):
+        raise RuntimeError(f"adaptive_max_pool2d(): Expected 3D or 4D tensor, but got: {_shape_text(input.shape)}")
+    if isinstance(output_size, (tuple, list)) and len(output_size) != 2:
+        raise RuntimeError("adaptive_max_pool2d(): internal error: output_size.size() must be 2")
+    for k in range(1, input.dim()) if input.dim() == 4 else range(input.dim()):
+        if input.shape[k] == 0:
+            raise RuntimeError("adaptive_max_pool2d(): Expected input to have non-zero size for non-batch dimensions, "
+                               f"but input has sizes {_shape_text(input.shape)} with dimension {k} being empty")
+    size, out = _adaptive_size(input, output_size, 2)
+    if any(o < 0 for o in out):
+        raise RuntimeError(f"Trying to create tensor with negative dimension {min(out)}: "
+                           f"{_shape_text((*input.shape[:-2], *out))}")
+    if all(o > 0 and n % o == 0 for n, o in zip(size, out)):
+        # even windows: a max pool with kernel = stride = n / o (a free WINDOW view)
+        kernel = tuple(n // o for n, o in zip(size, out))
+        arg = (kernel, kernel, ((0, 0), (0, 0)), (1, 1), out)
+        values = _apply(OPS["MAX_POOL"], (input,), arg=arg, name="AdaptiveMaxPool2DBackward0")
+        if not return_indices:
+            return values
+        with no_grad():
+            return values, _conv.max_pool_flat_indices(input.detach(), values.detach(), arg)
+    table = _t.tensor(_conv.adaptive_max_table(size, out))
+    values = _apply(OPS["ADAPTIVE_MAX_POOL"], (input, table), positions=(0,))
+    if not return_indices:
+        return values
+    with no_grad():
+        return values, _conv.adaptive_max_pool_indices(input.detach(), table)
+
+
+def adaptive_max_pool2d_with_indices(input, output_size, return_indices=True):
+    return adaptive_max_pool2d(input, output_size, return_indices=True)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    """The maximum over each of `output_size` windows of the last axis (torch's window boundaries)."""
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 1:
+            raise RuntimeError("adaptive_max_pool1d() argument 'output_size' should contain one int "
+                               f"(got {len(output_size)})")
+        output_size = output_size[0]
+    if input.dim() not in (2, 3):
+        raise RuntimeError(f"Expected 2 to 3 dimensions, but got {input.dim()}-dimensional tensor for argument #1 "
+                           "'self' (while checking arguments for adaptive_max_pool1d)")
+    out = adaptive_max_pool2d(input.unsqueeze(-2), (1, output_size), return_indices)
+    if return_indices:
+        return out[0].squeeze(-2), out[1].squeeze(-2)
+    return out.squeeze(-2)
+
+
+def adaptive_max_pool1d_with_indices(input, output_size, return_indices=True):
+    return adaptive_max_pool1d(input, output_size, return_indices=True)
+
+
 def _adaptive_matrix(n, o):
     import numpy as np
 
@@ -252,7 +314,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 
 __all__ = ["conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool2d",
-           "batch_norm"]
+           "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool1d_with_indices",
+           "adaptive_max_pool2d_with_indices", "batch_norm"]
 
 
 _PAD_NAMES = {"reflect": "ReflectionPad{}DBackward0", "replicate": "ReplicationPad{}DBackward0"}
