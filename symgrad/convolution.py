@@ -391,6 +391,16 @@ def _edge_index(n, lo, hi, mode):
     return (n - 1) - ((n - 1) - i.abs()).abs()
 
 
+def _circular_index(n, lo, hi):
+    """int64 positions for circular padding: negative pads crop first, then positions wrap around what
+    is left (torch's order), at most once."""
+    t = _tensor()
+    start = max(-lo, 0)
+    m = n - start - max(-hi, 0)
+    k = t.arange(max(lo, 0) + m + max(hi, 0)) - max(lo, 0)
+    return t.where(k < 0, k + m, t.where(k >= m, k - m, k)) + start
+
+
 def pad_forward(x, arg):
     pads, mode, value = arg
     if mode == "constant":
@@ -400,7 +410,10 @@ def pad_forward(x, arg):
         axis = lead + i
         if lo == 0 and hi == 0:
             continue
-        index = _edge_index(x.shape[axis], lo, hi, mode)
+        if mode == "circular":
+            index = _circular_index(x.shape[axis], lo, hi)
+        else:
+            index = _edge_index(x.shape[axis], lo, hi, mode)
         view = [1] * x.dim()
         view[axis] = index.shape[0]
         shape = list(x.shape)

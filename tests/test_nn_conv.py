@@ -14,6 +14,9 @@ MODULES = [
     "Conv2d(4, 4, 3, padding='same', groups=2, dilation=2)",
     "Conv2d(4, 8, (3, 1), stride=(2, 1), padding='valid')",
     "Conv2d(2, 2, 3, padding=1, padding_mode='reflect')",
+    "Conv2d(2, 3, 3, padding=(1, 2), padding_mode='circular')",
+    "Conv2d(2, 3, (2, 3), padding='same', dilation=(1, 2), padding_mode='replicate')",
+    "Conv1d(2, 2, 3, padding='same', padding_mode='circular')",
     "Conv1d(4, 2, 3)",
     "BatchNorm2d(64)",
     "BatchNorm1d(3, momentum=None, affine=False)",
@@ -105,6 +108,35 @@ def test_adaptive_max_pool1d_matches_torch():
     np.testing.assert_array_equal(ours[1].numpy(), theirs[1].numpy())
 
 
+@pytest.mark.parametrize("mode", ["circular", "reflect", "replicate"])
+@pytest.mark.parametrize("kw", [dict(kernel_size=3, padding=(1, 2)), dict(kernel_size=3, padding=1, stride=2),
+                                dict(kernel_size=(2, 3), padding="same", dilation=(1, 2)),
+                                dict(kernel_size=3, padding="valid", groups=2)])
+def test_conv2d_padding_modes_match_torch(mode, kw):
+    torch.manual_seed(0)
+    theirs = torch.nn.Conv2d(2, 4, padding_mode=mode, **kw).double()
+    ours = symgrad.nn.Conv2d(2, 4, padding_mode=mode, **kw).double()
+    ours.load_state_dict({k: symgrad.tensor(v.detach().numpy()) for k, v in theirs.state_dict().items()})
+    x = np.random.default_rng(5).standard_normal((2, 2, 5, 6))
+    xs, xt = symgrad.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ys, yt = ours(xs), theirs(xt)
+    g = np.random.default_rng(6).standard_normal(yt.shape)
+    (ys * symgrad.tensor(g)).sum().backward()
+    (yt * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(ys.detach().numpy(), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(xs.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.weight.grad.numpy(), theirs.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("pads", [(1, 2), (2, 1, 0, 3), (-1, 2), (2, -1), (0, -1), (3, 3), (-3, 0), (1, 1, 1, 1, 1, 1)])
+def test_circular_pad_matches_torch(pads):
+    x = np.arange(2 * 3 * 4.0).reshape(1, 2, 3, 4) if len(pads) > 2 else np.arange(8.0).reshape(2, 4)
+    ours, theirs = (lib.nn.functional.pad(lib.tensor(x, requires_grad=True), pads, mode="circular")
+                    for lib in (symgrad, torch))
+    assert ours.grad_fn.name() == theirs.grad_fn.name()
+    np.testing.assert_array_equal(ours.detach().numpy(), theirs.detach().numpy())
+
+
 def test_dropout2d_zeroes_whole_channels():
     y = symgrad.nn.functional.dropout2d(symgrad.ones(4, 8, 3, 3), 0.5).numpy()
     per_channel = y.reshape(4, 8, 9)
@@ -125,6 +157,11 @@ ERRORS = {
     "amax-pool-empty": lambda lib, F: F.adaptive_max_pool2d(lib.ones(1, 0, 3, 3), 2),
     "amax-pool1d-dims": lambda lib, F: F.adaptive_max_pool1d(lib.ones(1, 2, 3, 3), 2),
     "amax-pool1d-size": lambda lib, F: F.adaptive_max_pool1d(lib.ones(1, 3), (2, 2)),
+    "circular-dims": lambda lib, F: F.pad(lib.ones(1, 1, 3, 4), (1, 1), mode="circular"),
+    "circular-twice": lambda lib, F: F.pad(lib.ones(1, 2, 3), (4, 0), mode="circular"),
+    "circular-empty": lambda lib, F: F.pad(lib.ones(1, 2, 3), (-2, -2), mode="circular"),
+    "circular-value": lambda lib, F: F.pad(lib.ones(1, 2, 3), (1, 1), mode="circular", value=3),
+    "pad-mode": lambda lib, F: F.pad(lib.ones(1, 2, 3), (1, 1), mode="foo"),
     "bn-one-value": lambda lib, F: F.batch_norm(lib.ones(1, 3), None, None, training=True),
     "bn-module-dims": lambda lib, F: lib.nn.BatchNorm2d(3)(lib.ones(2, 3)),
 }

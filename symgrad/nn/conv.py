@@ -46,8 +46,6 @@ class _ConvNd(Module):
                 raise ValueError("padding='same' is not supported for strided convolutions")
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {list(_PADDING_MODES)}, but got padding_mode='{padding_mode}'")
-        if padding_mode == "circular":
-            raise NotImplementedError("padding_mode='circular' is not supported yet")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = _ntuple(kernel_size, n)
         self.stride = _ntuple(stride, n)
@@ -77,14 +75,23 @@ class _ConvNd(Module):
     def _conv_forward(self, input, weight, bias):
         conv = F.conv1d if self._dims == 1 else F.conv2d
         if self.padding_mode != "zeros":
-            if isinstance(self.padding, str):
-                raise NotImplementedError("a padding string with a non-zero padding_mode is not supported yet")
+            # torch: pad by the mode (reversed, each axis twice; 'same' splits the odd remainder to the
+            # high side, 'valid' pads nothing), then convolve without padding
             pads = []
-            for p in reversed(self.padding):
-                pads += [p, p]
+            for k, d, p in reversed(list(zip(self.kernel_size, self.dilation, self._padding_tuple()))):
+                pads += list(p)
             return conv(F.pad(input, pads, mode=self.padding_mode), weight, bias, self.stride, 0, self.dilation,
                         self.groups)
         return conv(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def _padding_tuple(self):
+        """(lo, hi) padding per spatial axis."""
+        if self.padding == "valid":
+            return [(0, 0)] * self._dims
+        if self.padding == "same":
+            totals = [d * (k - 1) for k, d in zip(self.kernel_size, self.dilation)]
+            return [(t // 2, t - t // 2) for t in totals]
+        return [(p, p) for p in self.padding]
 
     def forward(self, input):
         return self._conv_forward(input, self.weight, self.bias)

@@ -318,11 +318,13 @@ __all__ = ["conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_po
            "adaptive_max_pool2d_with_indices", "batch_norm"]
 
 
-_PAD_NAMES = {"reflect": "ReflectionPad{}DBackward0", "replicate": "ReplicationPad{}DBackward0"}
+_PAD_NAMES = {"reflect": "ReflectionPad{}DBackward0", "replicate": "ReplicationPad{}DBackward0",
+              "circular": "CopySlices"}
 
 
 def pad(input, pad, mode="constant", value=None):
-    """Pad the last len(pad) // 2 axes: pad = (last_lo, last_hi, previous_lo, previous_hi, ...).
+    """Pad the last len(pad) // 2 axes: pad = (last_lo, last_hi, previous_lo, previous_hi, ...), with
+    mode 'constant' (`value`), 'reflect', 'replicate' or 'circular' (wrapping around, at most once).
 
     >>> import symgrad
     >>> import symgrad.nn.functional as F
@@ -341,10 +343,24 @@ def pad(input, pad, mode="constant", value=None):
             raise NotImplementedError("negative padding is not supported yet")
         return _apply(OPS["PAD"], (input,), arg=(pads, "constant", 0.0 if value is None else float(value)))
     if mode not in _PAD_NAMES:
-        raise NotImplementedError(f"padding mode {mode!r} is not supported yet (constant, reflect, replicate)")
+        raise NotImplementedError(f"Unrecognised padding mode {mode}")
+    if value is not None and value != 0:
+        raise RuntimeError(f'Padding mode "{mode}" doesn\'t take in value argument')
     S = len(pads)
     if S not in (1, 2, 3) or input.dim() not in (S + 1, S + 2):
         raise NotImplementedError(f"Padding size {len(pad)} is not supported for {input.dim()}D input tensor.")
+    if mode == "circular":
+        for (lo, hi), n in zip(pads, input.shape[input.dim() - S:]):
+            if lo > n or hi > n:
+                raise RuntimeError("Padding value causes wrapping around more than once.")
+            kept = n - max(-lo, 0) - max(-hi, 0)
+            if kept <= 0:
+                raise RuntimeError("Negative padding value is resulting in an empty dimension")
+            if lo > kept or hi > kept:
+                # NOTE: torch's circular pad copies from its own output here
+                raise RuntimeError("unsupported operation: some elements of the input tensor and the written-to "
+                                   "tensor refer to a single memory location. Please clone() the tensor before "
+                                   "performing the operation.")
     for (lo, hi), n in zip(pads, input.shape[input.dim() - S:]):
         if mode == "reflect" and (lo >= n or hi >= n):
             raise RuntimeError(f"Argument #4: Padding size should be less than the corresponding input dimension, "
