@@ -1058,12 +1058,54 @@ class Formula:
         defs = [f"{_latex_name(name)} = {printer.render(self.parts[s])}" for s, name in self.named.items()]
         return text + (r" \quad\text{where } " + r",\; ".join(defs) if defs else "")
 
-    def sympy(self):
-        """A SymPy expression: elementwise parts as ordinary SymPy over the input names; matrix parts of
-        2-D operands as SymPy matrix expressions (MatMul, Transpose of MatrixSymbols) where the whole
-        formula is a matrix expression, and otherwise as undefined functions `matmul(a, b)`, `T(a)`,
-        `sum(a, axis)` ... that name the numpy operation."""
-        return _to_sympy(self)
+    def sympy(self, cse: bool = False):
+        """The formula as a SymPy object.
+
+        Elementwise formulas are ordinary SymPy over the input names (each name stands for every entry
+        of its array), with sums and other non-elementwise parts as undefined functions named after the
+        numpy operation: `sum(x**2, (0,), False)`. A formula with a matrix product or a transpose is a
+        SymPy matrix expression: 2-D inputs are MatrixSymbols (1-D ones rows, as numpy broadcasts them),
+        `@` MatMul, `.T` Transpose, elementwise arithmetic MatAdd / HadamardProduct / HadamardPower,
+        elementwise functions the ordinary SymPy function of one entry applied to every entry
+        (ElementwiseApplyFunction), `where(c, a, b)` the indicator of c times a plus the rest times b,
+        sums and broadcasts products with OneMatrix. Substitute `self.sympy_values()` and `.doit()` to
+        compute it. With `cse=True`: (definitions, formula) as `sympy.cse` gives them, the named
+        subexpressions as symbols (needed for formulas hundreds of levels deep).
+
+        >>> import symgrad, sympy
+        >>> x = symgrad.tensor([[1.0, 2.0], [3.0, 4.0]])
+        >>> w = symgrad.tensor([[1.0], [-1.0]], requires_grad=True)
+        >>> f = symgrad.formula((x @ w).tanh().sum(), w)
+        >>> print(f)
+        x.T @ (1 - tanh(x @ w)**2)
+        >>> e = f.sympy()
+        >>> e.shape, sorted(s.name for s in e.free_symbols)
+        ((2, 1), ['w', 'x'])
+        >>> value = e.subs(f.sympy_values()).doit().as_explicit()
+        >>> [round(float(v), 4) for v in value]
+        [1.6799, 2.5198]
+        >>> f.evaluate()
+        tensor([[1.6799],
+                [2.5198]])
+        """
+        return _SympyConverter(self).convert(cse)
+
+    def sympy_values(self) -> dict:
+        """The values of the inputs, keyed by the symbols of `self.sympy()`: an ImmutableMatrix for each
+        MatrixSymbol (1-D arrays as rows), a number for each 0-D input."""
+        converter = _SympyConverter(self)
+        out = {}
+        for name, t in self.inputs.items():
+            symbol = converter.input_symbol(name) if converter.matrix else sympy.Symbol(name)
+            array = t.detach().numpy()
+            if isinstance(symbol, sympy.MatrixSymbol):
+                out[symbol] = sympy.ImmutableMatrix(array.reshape(symbol.shape).tolist())
+            elif array.size == 1:
+                out[symbol] = sympy.sympify(array.reshape(-1)[0].item())
+            else:
+                raise ValueError(f"sympy_values(): {name} stands for every entry of a {tuple(t.shape)} array in "
+                                 "this elementwise formula; evaluate str(f) with numpy instead")
+        return out
 
     def evaluate(self, **arrays):
         """The formula evaluated with numpy (its inputs, or the arrays you pass by name), as a tensor.
@@ -1092,24 +1134,291 @@ class Formulas(dict):
         return "\n".join(f"d/d{name}: {f.pretty()}" for name, f in self.items())
 
 
-def _to_sympy(f: Formula):
-    functions = {}
+# -- SymPy objects ----------------------------------------------------------------------------------
+class _Unfit(Exception):
+    """A piece with no SymPy matrix expression (a 3-D value, take_along_axis, ...)."""
 
-    def convert(expr, memo={}):
-        replacements = {}
-        for symbol in expr.free_symbols:
-            part = f.parts.get(symbol)
-            if part is None:
-                continue
-            args = [convert(o) for o in part.operands]
-            args += [sympy.sympify(str(p)) if not isinstance(p, (tuple, list)) else sympy.Tuple(*_tuple(p))
-                     for p in part.params if p is not None]
-            fn = functions.setdefault(part.kind, sympy.Function(part.kind))
-            replacements[symbol] = fn(*args)
-        return expr.xreplace(replacements)
 
-    matrix = _as_matrix_expr(f)
-    return matrix if matrix is not None else convert(f.expr)
+# deeper than this, an inlined SymPy expression is more than SymPy's own recursive walks (printing,
+# substitution) handle: `sympy(cse=True)` gives such a formula as definitions instead
+SYMPY_INLINE_DEPTH = 120
+
+
+def _matrix_shape(shape) -> tuple:
+    """The SymPy matrix standing for a numpy value of `shape`: (m, n) as is, (n,) a row, () 1 x 1."""
+    shape = tuple(shape)
+    if len(shape) > 2:
+        raise _Unfit
+    return ((1, 1), (1, *shape), shape)[len(shape)]
+
+
+class _SympyConverter:
+    """Formula -> SymPy, one part at a time, inputs first (no recursion across parts).
+
+    Elementwise formulas stay ordinary SymPy over the input names, with the non-elementwise parts as
+    undefined functions named after the numpy operation (`sum(x**2, 0, False)`). A formula with a matrix
+    product or a transpose becomes a matrix expression: 2-D inputs are MatrixSymbols (1-D ones rows,
+    as numpy broadcasts them), `@` MatMul, `.T` Transpose, sums products with OneMatrix, elementwise
+    arithmetic MatAdd / HadamardProduct / HadamardPower, elementwise functions and `where` the ordinary
+    SymPy function of one entry applied to every entry (ElementwiseApplyFunction of a Lambda; a
+    condition is its 0/1 indicator), broadcasting OneMatrix products. A part with no such expression
+    is a MatrixSymbol named after its text."""
+
+    def __init__(self, f):
+        self.f = f
+        self.order = _parts_in_order(f.expr, f.parts)
+        shapes = [tuple(t.shape) for t in f.inputs.values()] + [f.parts[s].shape for s in self.order]
+        self.matrix = any(f.parts[s].kind in ("matmul", "T") for s in self.order) and all(len(x) <= 2 for x in shapes)
+        self.entry = sympy.Dummy("t")
+        self.functions: dict = {}
+
+    def convert(self, cse: bool):
+        f = self.f
+        values: dict = {}
+        definitions = []
+        for symbol in self.order:
+            part = f.parts[symbol]
+            try:
+                value = self.matrix_part(part, values) if self.matrix else self.function_part(part, values)
+            except (_Unfit, sympy.ShapeError, TypeError, ValueError):
+                if not self.matrix:
+                    raise
+                value = self.opaque(symbol, part)
+            name = f.named.get(symbol)
+            if name is not None:
+                named = sympy.MatrixSymbol(name, *value.shape) if isinstance(value, sympy.MatrixExpr) \
+                    else sympy.Symbol(name)
+                definitions.append((named, value))
+                value = named
+            values[symbol] = value
+        try:
+            expr = self.elementwise(f.expr, values) if self.matrix else f.expr.xreplace(values)
+        except (_Unfit, sympy.ShapeError, TypeError, ValueError):
+            self.matrix = False   # the formula itself has no matrix form: the elementwise form of all of it
+            return self.convert(cse)
+        if cse:
+            return definitions, expr
+        depth: dict = {}
+        for named, value in definitions:
+            depth[named] = _depth_with(value, depth)
+        if _depth_with(expr, depth) > SYMPY_INLINE_DEPTH:
+            raise ValueError(f"sympy(): this formula is more than {SYMPY_INLINE_DEPTH} levels deep once its "
+                             "named subexpressions are written in; f.sympy(cse=True) gives the definitions "
+                             "and the formula over them, as sympy.cse does")
+        inlined: dict = {}
+        for named, value in definitions:
+            inlined[named] = value.xreplace(inlined)
+        return expr.xreplace(inlined)
+
+    # -- the elementwise form ------------------------------------------------------------------------
+    def function_part(self, part, values):
+        args = [o.xreplace(values) for o in part.operands]
+        if part.kind == "expr":
+            return args[0]    # a piece the builder cut to keep SymPy's work bounded: nothing of its own
+        args += [sympy.Tuple(*_tuple(p)) if isinstance(p, (tuple, list)) else sympy.sympify(str(p))
+                 for p in part.params if p is not None]
+        return self.functions.setdefault(part.kind, sympy.Function(part.kind))(*args)
+
+    # -- the matrix form -----------------------------------------------------------------------------
+    def input_symbol(self, name):
+        t = self.f.inputs.get(name)
+        if t is None or t.dim() == 0:
+            return sympy.Symbol(name)
+        return sympy.MatrixSymbol(name, *_matrix_shape(t.shape))
+
+    def numpy_shape(self, expr) -> tuple:
+        shapes = []
+        for s in expr.free_symbols:
+            if s in self.f.parts:
+                shapes.append(self.f.parts[s].shape)
+            elif s.name in self.f.inputs:
+                shapes.append(tuple(self.f.inputs[s.name].shape))
+        return _broadcast(*shapes) if shapes else ()
+
+    def opaque(self, symbol, part):
+        name = self.f.named.get(symbol) or _NumpyPrinter(self.f.parts, self.f.named).render(part)
+        return sympy.MatrixSymbol(name, *_matrix_shape(part.shape))
+
+    def matrix_part(self, part, values):
+        kind, params = part.kind, part.params
+        operands = [self.elementwise(o, values) for o in part.operands]
+        matrices = all(isinstance(o, sympy.MatrixExpr) for o in operands)
+        if kind == "expr":
+            return operands[0]
+        if kind == "matmul" and matrices and len(part.shape) == 2:
+            return sympy.MatMul(*operands)
+        if kind == "T" and matrices:
+            return sympy.Transpose(operands[0])
+        if kind == "sum" and matrices:
+            return self.sum(operands[0], self.numpy_shape(part.operands[0]), *params)
+        if kind == "softmax" and matrices:
+            return self.softmax(operands[0], len(self.numpy_shape(part.operands[0])), params[0])
+        if kind == "reshape":
+            new, old = (_matrix_shape(x) for x in params)
+            if not isinstance(operands[0], sympy.MatrixExpr) or new == old:
+                return operands[0]
+            if new == old[::-1] and 1 in new:
+                return sympy.Transpose(operands[0])
+        if kind == "broadcast_to":
+            return self.broadcast(operands[0], _matrix_shape(params[0]))
+        if kind == "arange":
+            return sympy.ImmutableMatrix([list(range(params[0]))])
+        if kind == "array":
+            return sympy.ImmutableMatrix(np.asarray(params[0]).reshape(_matrix_shape(part.shape)).tolist())
+        raise _Unfit
+
+    def sum(self, a, numpy_shape, axes, keepdims):
+        m, n = a.shape
+        axes = set(range(len(numpy_shape))) if axes is None else set(axes)
+        if len(numpy_shape) == 2 and axes == {0}:
+            return sympy.MatMul(sympy.OneMatrix(1, m), a)
+        if len(numpy_shape) == 2 and axes == {1}:
+            column = sympy.MatMul(a, sympy.OneMatrix(n, 1))
+            return column if keepdims else sympy.Transpose(column)   # (a 1-D result is a row)
+        return sympy.MatMul(sympy.OneMatrix(1, m), a, sympy.OneMatrix(n, 1))   # everything: 1 x 1
+
+    def softmax(self, y, rank, axis):
+        m, n = y.shape
+        e = self.apply(sympy.exp(self.entry), y)
+        if rank == 2 and axis == 0:
+            total = sympy.MatMul(sympy.OneMatrix(m, 1), sympy.OneMatrix(1, m), e)
+        else:
+            total = sympy.MatMul(e, sympy.OneMatrix(n, 1), sympy.OneMatrix(1, n))
+        return sympy.HadamardProduct(e, sympy.HadamardPower(total, -1))
+
+    def apply(self, body, matrix):
+        """The function `body` of one entry (self.entry) applied to every entry of `matrix`."""
+        from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+
+        return ElementwiseApplyFunction(sympy.Lambda(self.entry, body), matrix)
+
+    def broadcast(self, value, target):
+        if not isinstance(value, sympy.MatrixExpr):
+            return sympy.OneMatrix(*target) if value == 1 else value * sympy.OneMatrix(*target)
+        m, n = value.shape
+        if m == 1 and target[0] != 1:
+            value = sympy.MatMul(sympy.OneMatrix(target[0], 1), value)
+        if n == 1 and target[1] != 1:
+            value = sympy.MatMul(value, sympy.OneMatrix(1, target[1]))
+        if tuple(value.shape) != tuple(target):
+            raise _Unfit
+        return value
+
+    def common_shape(self, matrices):
+        rows = {m.shape[0] for m in matrices} - {1}
+        columns = {m.shape[1] for m in matrices} - {1}
+        if len(rows) > 1 or len(columns) > 1:
+            raise _Unfit
+        return (rows.pop() if rows else 1, columns.pop() if columns else 1)
+
+    def add(self, terms):
+        matrices = [t for t in terms if isinstance(t, sympy.MatrixExpr)]
+        if not matrices:
+            return sympy.Add(*terms)
+        target = self.common_shape(matrices)
+        terms = [self.broadcast(t, target) for t in terms if t != 0]
+        return terms[0] if len(terms) == 1 else sympy.MatAdd(*terms)
+
+    def times(self, factors):
+        scalars = [a for a in factors if not isinstance(a, sympy.MatrixExpr)]
+        matrices = [a for a in factors if isinstance(a, sympy.MatrixExpr)]
+        coefficient = sympy.Mul(*scalars)
+        if not matrices or coefficient == 0:
+            return coefficient
+        target = self.common_shape(matrices)
+        matrices = [self.broadcast(a, target) for a in matrices]
+        product = matrices[0] if len(matrices) == 1 else sympy.HadamardProduct(*matrices)
+        return product if coefficient == 1 else coefficient * product
+
+    def elementwise(self, e, values):
+        """An elementwise SymPy expression over names and parts, as a scalar or a matrix expression
+        (bounded recursion: the builder cuts SymPy pieces at MAX_DEPTH)."""
+        if isinstance(e, sympy.Symbol):
+            return values[e] if e in values else self.input_symbol(e.name)
+        if e.is_Number or e in (sympy.oo, -sympy.oo, sympy.nan, sympy.zoo):
+            return e
+        if isinstance(e, sympy.Add):
+            return self.add([self.elementwise(a, values) for a in e.args])
+        if isinstance(e, sympy.Mul):
+            return self.times([self.elementwise(a, values) for a in e.args])
+        if isinstance(e, sympy.Pow):
+            base, exponent = self.elementwise(e.base, values), self.elementwise(e.exp, values)
+            if isinstance(exponent, sympy.MatrixExpr):
+                if isinstance(base, sympy.MatrixExpr):
+                    raise _Unfit
+                return self.apply(base ** self.entry, exponent)
+            if isinstance(base, sympy.MatrixExpr):
+                return base if exponent == 1 else sympy.HadamardPower(base, exponent)
+            return base ** exponent
+        if isinstance(e, sympy.Piecewise):
+            return self.piecewise(e, values)
+        if isinstance(e, (sympy.core.relational.Relational, sympy.And, sympy.Or, sympy.Not,
+                          sympy.logic.boolalg.BooleanAtom)):
+            return self.indicator(e, values)    # a boolean value: its 0/1 indicator
+        if isinstance(e, (sympy.Function, sympy.Max, sympy.Min, IsNan)):
+            args = [self.elementwise(a, values) for a in e.args]
+            matrices = {a for a in args if isinstance(a, sympy.MatrixExpr)}
+            if not matrices:
+                return e.func(*args)
+            if len(matrices) > 1:
+                raise _Unfit
+            matrix = matrices.pop()
+            body = e.func(*(self.entry if a == matrix else a for a in args))
+            if isinstance(e, IsNan):
+                body = sympy.Piecewise((1, body), (0, True))
+            return self.apply(body, matrix)
+        raise _Unfit
+
+    def piecewise(self, e, values):
+        """where(c1, a1, where(c2, a2, ...)) as ind(c1)∘a1 + (1 - ind(c1))∘ind(c2)∘a2 + ..."""
+        terms, remaining = [], sympy.Integer(1)
+        for value, condition in e.args:
+            indicator = self.indicator(condition, values)
+            taken = self.times([remaining, indicator])
+            value = self.elementwise(value, values)
+            if value != 0:
+                terms.append(self.times([taken, value]))
+            remaining = self.times([remaining, self.add([sympy.Integer(1), self.times([-1, indicator])])])
+            if condition == sympy.true:
+                break
+        return self.add(terms) if terms else sympy.Integer(0)
+
+    def indicator(self, condition, values):
+        """1 where `condition` holds, else 0: a number or a matrix."""
+        if condition == sympy.true:
+            return sympy.Integer(1)
+        if condition == sympy.false:
+            return sympy.Integer(0)
+        if isinstance(condition, sympy.Symbol):
+            return self.elementwise(condition, values)   # a boolean part or input: already 0/1
+        if isinstance(condition, sympy.core.relational.Relational):
+            difference = self.elementwise(condition.lhs - condition.rhs, values)
+            if not isinstance(difference, sympy.MatrixExpr):
+                return sympy.Piecewise((1, condition.func(difference, 0)), (0, True))
+            return self.apply(sympy.Piecewise((1, condition.func(self.entry, 0)), (0, True)), difference)
+        if isinstance(condition, sympy.And):
+            return self.times([self.indicator(c, values) for c in condition.args])
+        if isinstance(condition, sympy.Or):
+            missed = self.times([self.add([sympy.Integer(1), self.times([-1, self.indicator(c, values)])])
+                                 for c in condition.args])
+            return self.add([sympy.Integer(1), self.times([-1, missed])])
+        if isinstance(condition, sympy.Not):
+            return self.add([sympy.Integer(1), self.times([-1, self.indicator(condition.args[0], values)])])
+        if isinstance(condition, IsNan):
+            return self.elementwise(condition, values)
+        raise _Unfit
+
+
+def _depth_with(expr, depth: dict) -> int:
+    """The depth of `expr` once the symbols in `depth` are replaced by expressions that deep."""
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        e, d = stack.pop()
+        if e in depth:
+            d += depth[e]
+        deepest = max(deepest, d)
+        stack.extend((a, d + 1) for a in e.args)
+    return deepest
 
 
 def _tuple(p):
@@ -1118,42 +1427,6 @@ def _tuple(p):
         out.append(sympy.Tuple(*_tuple(item)) if isinstance(item, (tuple, list)) else
                    (sympy.Integer(item) if isinstance(item, int) else sympy.sympify(str(item))))
     return out
-
-
-def _as_matrix_expr(f: Formula):
-    """MatMul/Transpose/MatAdd/scalar products of 2-D named inputs, or None when the formula is not one."""
-
-    def convert(expr):
-        if isinstance(expr, sympy.Symbol):
-            part = f.parts.get(expr)
-            if part is None:
-                node = f.inputs.get(expr.name)
-                shape = tuple(node.shape) if node is not None else ()
-                return sympy.MatrixSymbol(expr.name, *shape) if len(shape) == 2 else None
-            if part.kind == "matmul":
-                a, b = (convert(o) for o in part.operands)
-                return None if a is None or b is None or not hasattr(a, "shape") else sympy.MatMul(a, b)
-            if part.kind == "T":
-                a = convert(part.operands[0])
-                return None if a is None else sympy.Transpose(a)
-            return None
-        if isinstance(expr, sympy.Add):
-            terms = [convert(a) for a in expr.args]
-            return None if any(t is None for t in terms) else sympy.MatAdd(*terms)
-        if isinstance(expr, sympy.Mul):
-            scalars = [a for a in expr.args if a.is_Number]
-            others = [convert(a) for a in expr.args if not a.is_Number]
-            if len(others) != 1 or others[0] is None:
-                return None
-            return sympy.Mul(*scalars) * others[0]
-        return None
-
-    if len(f.shape) != 2 or not (f.expr.free_symbols & set(f.parts)):
-        return None
-    try:
-        return convert(f.expr)
-    except (TypeError, ValueError, sympy.ShapeError):
-        return None
 
 
 # -- names ------------------------------------------------------------------------------------------
@@ -1680,7 +1953,7 @@ class Inspection:
 
 def inspect(*tensors: Tensor, names: dict | None = None) -> Inspection:
     """The program that computes `tensors` (which must not be computed yet): formulas, IR, assembly."""
-    found = plan_for([t._node for t in tensors], need_program=True)
+    found = plan_for([t._node for t in tensors])
     if found is None:
         raise ValueError("inspect(): these tensors are already computed; inspect them before observing them")
     plan, targets, leaves, scalars = found

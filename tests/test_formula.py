@@ -390,6 +390,129 @@ def test_pretty_latex_sympy():
     assert f.sympy() == sympy.MatMul(sympy.Transpose(X), G)
 
 
+# -- f.sympy(): SymPy matrix expressions where a formula has matrix products -------------------------
+def numpy_of_matrix_expression(e, values):
+    """A SymPy matrix expression computed with numpy, each class by its SymPy meaning (a test oracle
+    for f.sympy(), much faster than SymPy's own .doit() on float matrices)."""
+    from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+
+    if e in values:
+        return np.asarray(values[e], dtype=float)
+    if isinstance(e, sympy.OneMatrix):
+        return np.ones(e.shape)
+    if isinstance(e, sympy.MatrixBase):
+        return np.array(e.tolist(), dtype=float)
+    if isinstance(e, ElementwiseApplyFunction):
+        function = sympy.lambdify(e.function.variables, e.function.expr, "numpy")
+        return np.vectorize(function, otypes=[float])(numpy_of_matrix_expression(e.expr, values))
+    if not isinstance(e, sympy.MatrixExpr):
+        return float(e.xreplace({k: v for k, v in values.items() if not isinstance(k, sympy.MatrixSymbol)}))
+    args = [numpy_of_matrix_expression(a, values) for a in e.args]
+    if isinstance(e, sympy.MatMul):
+        out = args[0]
+        for a in args[1:]:
+            out = out @ a if np.ndim(out) == 2 and np.ndim(a) == 2 else out * a
+        return out
+    if isinstance(e, sympy.MatAdd):
+        return sum(args)
+    if isinstance(e, sympy.HadamardProduct):
+        return np.prod(args, axis=0)
+    if isinstance(e, sympy.HadamardPower):
+        return args[0] ** args[1]
+    if isinstance(e, sympy.Transpose):
+        return args[0].T
+    raise NotImplementedError(type(e).__name__)
+
+
+def sympy_value(f, oracle="numpy"):
+    e = f.sympy()
+    values = f.sympy_values()
+    if oracle == "sympy":   # SymPy computes it itself
+        result = e.xreplace(values).doit()
+        result = result.as_explicit() if hasattr(result, "as_explicit") else result
+        return np.array(sympy.Matrix(result).evalf().tolist(), dtype=float).reshape(f.shape)
+    return np.reshape(numpy_of_matrix_expression(e, {k: np.array(v.tolist(), dtype=float)
+                                                     if isinstance(v, sympy.MatrixBase) else v
+                                                     for k, v in values.items()}), f.shape)
+
+
+def test_sympy_of_the_two_layer_network_is_a_matrix_expression():
+    symgrad.manual_seed(0)
+    x, y = symgrad.randn(4, 3, dtype=symgrad.float64), symgrad.randn(4, 2, dtype=symgrad.float64)
+    w1 = symgrad.randn(3, 5, dtype=symgrad.float64, requires_grad=True)
+    w2 = symgrad.randn(5, 2, dtype=symgrad.float64, requires_grad=True)
+    loss = ((x @ w1).clamp(min=0) @ w2 - y).pow(2).sum()
+    fs = symgrad.formula(loss, [w1, w2])
+    loss.backward()
+    X, W1, W2, Y = (sympy.MatrixSymbol(n, *t.shape) for n, t in [("x", x), ("w1", w1), ("w2", w2), ("y", y)])
+    for name, grad in (("w1", w1.grad), ("w2", w2.grad)):
+        e = fs[name].sympy()
+        assert isinstance(e, sympy.MatrixExpr) and e.shape == tuple(grad.shape)
+        assert e.free_symbols == {X, W1, W2, Y}           # the inputs, nothing opaque
+        assert e.has(sympy.MatMul(X, W1))                 # x @ w1, as a matrix expression
+        assert e.has(W2.T) == (name == "w1")
+        # relu is max(t, 0) of every entry; ordinary SymPy inside
+        relu = [a for a in e.atoms(sympy.Lambda) if a.expr.has(sympy.Max)]
+        assert relu and relu[0].expr == sympy.Max(relu[0].variables[0], 0)
+        np.testing.assert_allclose(sympy_value(fs[name], oracle="sympy"), grad.numpy(), rtol=1e-9)
+        np.testing.assert_allclose(sympy_value(fs[name]), grad.numpy(), rtol=1e-9)
+    # x.T @ where(x @ w1 >= 0, ...): the product is the last thing done, where() an indicator product
+    e1 = fs["w1"].sympy()
+    assert isinstance(e1, sympy.MatMul) and e1.args[0] == X.T and isinstance(e1.args[1], sympy.HadamardProduct)
+    e2 = fs["w2"].sympy()
+    assert isinstance(e2, sympy.MatMul) and isinstance(e2.args[0], sympy.Transpose)
+
+
+@pytest.mark.parametrize("loss_name", ["MSELoss", "CrossEntropyLoss"])
+def test_sympy_of_a_model_computes_its_gradients(loss_name):
+    symgrad.manual_seed(0)
+    model = symgrad.nn.Sequential(symgrad.nn.Linear(3, 4), symgrad.nn.ReLU(), symgrad.nn.Linear(4, 3)).double()
+    x = symgrad.randn(5, 3, dtype=symgrad.float64)
+    target = symgrad.randn(5, 3, dtype=symgrad.float64) if loss_name == "MSELoss" else symgrad.tensor([0, 2, 1, 1, 0])
+    loss = getattr(symgrad.nn, loss_name)()(model(x), target)
+    fs = symgrad.formula(loss, model.parameters())
+    loss.backward()
+    for f, p in zip(fs.values(), model.parameters()):
+        e = f.sympy()
+        assert isinstance(e, sympy.MatrixExpr)
+        assert {s.name for s in e.free_symbols} <= {"x", "target", "weight0", "bias0", "weight2", "bias2"}
+        np.testing.assert_allclose(sympy_value(f), p.grad.numpy().reshape(f.shape), rtol=1e-9, atol=1e-12)
+    if loss_name == "MSELoss":   # the bias gradient of the last layer: a column sum, a row vector
+        assert fs["bias2"].sympy().shape == (1, 3)
+
+
+def test_sympy_of_op_table_cases_with_matrix_products():
+    checked = []
+    for case in CASES:
+        formulas, grads = case_formulas(case)
+        for f, g in zip(formulas.values(), grads):
+            if not any(p.kind in ("matmul", "T") for p in f.parts.values()) or len(f.shape) > 2:
+                continue
+            e = f.sympy()
+            if not isinstance(e, sympy.MatrixExpr) or any(s.name not in f.inputs for s in e.free_symbols):
+                continue
+            np.testing.assert_allclose(sympy_value(f), g.numpy().reshape(f.shape), rtol=1e-7, atol=1e-9,
+                                       err_msg=f"{case.id}: {f}")
+            checked.append(case.id)
+    assert len(set(checked)) >= 5, checked
+
+
+def test_sympy_of_elementwise_formulas_is_ordinary_sympy_and_deep_ones_come_as_definitions():
+    x = symgrad.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    e = symgrad.formula((x.exp() * x).sum(), x).sympy()
+    X = sympy.Symbol("x")
+    assert not isinstance(e, sympy.MatrixExpr) and sympy.simplify(e - (X + 1) * sympy.exp(X)) == 0
+    y = x
+    for _ in range(400):
+        y = y.tanh()
+    f = symgrad.formula(y.sum(), x)
+    with pytest.raises(ValueError, match="cse=True"):
+        f.sympy()
+    definitions, e = f.sympy(cse=True)
+    assert [str(name) for name, _ in definitions] == [name for name, _ in f.where()]
+    assert definitions[0][1] == sympy.tanh(sympy.tanh(X))
+
+
 def test_non_scalar_output_needs_grad_output_as_backward_does():
     x = symgrad.tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):
