@@ -443,7 +443,16 @@ def group_norm_forward(x, weight, bias, arg):
     return y
 
 
-def resample_forward(x, rows, cols, arg):
-    """x (*lead, [H,] W) resampled by constant matrices: rows @ x @ cols.T (rows None for 1-d)."""
-    y = x.matmul(cols.mT)
-    return y if rows is None else rows.matmul(y)
+def resample_forward(x, *operands):
+    """x (N, C, *spatial) resampled by one constant (out, in) matrix per spatial axis (operands: the
+    matrices, then arg): the last axis as x @ m.T, the one before as m @ x, a third as m @ x viewed
+    (..., D, H * W)."""
+    *mats, _ = operands
+    S = len(mats)
+    y = x.matmul(mats[-1].mT)
+    if S >= 2:
+        y = mats[-2].matmul(y)
+    if S == 3:
+        lead, (d, h, w) = tuple(y.shape[:-3]), tuple(y.shape[-3:])
+        y = mats[0].matmul(y.reshape(*lead, d, h * w)).reshape(*lead, mats[0].shape[0], h, w)
+    return y

@@ -701,8 +701,9 @@ CONV = [
     # group_norm: operands (x, weight, bias), `arg` = (groups, eps); gradient: of the forward
     Op("GROUP_NORM", "NativeGroupNormBackward0", "composite",
        forward=lambda x, w, b, arg: _convolution().group_norm_forward(x, w, b, arg), dtype_rule=KEEP),
-    # interpolate (nearest, bilinear): products with constant resampling matrices, rows @ x @ cols.T
+    # interpolate (nearest, nearest-exact, linear, bilinear, bicubic, trilinear): products with one
+    # constant resampling matrix per spatial axis (operands x, m_1, ..., m_S)
     Op("RESAMPLE", "UpsampleNearest2DBackward0", "composite",
-       forward=lambda x, r, c, arg: _convolution().resample_forward(x, r, c, arg), dtype_rule=KEEP),
+       forward=lambda x, *rest: _convolution().resample_forward(x, *rest), dtype_rule=KEEP),
 ]
 OPS.update({op.name: op for op in CONV})

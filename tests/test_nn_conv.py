@@ -32,6 +32,7 @@ MODULES = [
     "AdaptiveMaxPool2d((3, None))",
     "AdaptiveMaxPool2d(2, return_indices=True)",
     "AdaptiveMaxPool1d(3)",
+    "AdaptiveAvgPool1d(4)",
     "Dropout2d(0.3)",
 ]
 
@@ -137,6 +138,17 @@ def test_circular_pad_matches_torch(pads):
     np.testing.assert_array_equal(ours.detach().numpy(), theirs.detach().numpy())
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+def test_nearest_source_indices_round_as_torch(mode, dtype):
+    # torch rounds the source index in float32 (nearest) or from a scale of the input's dtype (nearest-exact)
+    x = np.arange(23.0, dtype=dtype).reshape(1, 1, 23)
+    for kw in [dict(size=n) for n in range(1, 50)] + [dict(scale_factor=f) for f in (0.3, 0.7, 1.1, 1.3, 1.7, 2.34, 2.9, 3.7)]:
+        ours = symgrad.nn.functional.interpolate(symgrad.tensor(x), mode=mode, **kw)
+        theirs = torch.nn.functional.interpolate(torch.tensor(x), mode=mode, **kw)
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=str(kw))
+
+
 def test_dropout2d_zeroes_whole_channels():
     y = symgrad.nn.functional.dropout2d(symgrad.ones(4, 8, 3, 3), 0.5).numpy()
     per_channel = y.reshape(4, 8, 9)
@@ -162,6 +174,25 @@ ERRORS = {
     "circular-empty": lambda lib, F: F.pad(lib.ones(1, 2, 3), (-2, -2), mode="circular"),
     "circular-value": lambda lib, F: F.pad(lib.ones(1, 2, 3), (1, 1), mode="circular", value=3),
     "pad-mode": lambda lib, F: F.pad(lib.ones(1, 2, 3), (1, 1), mode="foo"),
+    "aavg-pool1d-dims": lambda lib, F: F.adaptive_avg_pool1d(lib.ones(1, 2, 3, 3), 2),
+    "interp-linear-4d": lambda lib, F: F.interpolate(lib.ones(1, 2, 3, 5), size=7, mode="linear"),
+    "interp-bilinear-3d": lambda lib, F: F.interpolate(lib.ones(1, 2, 5), size=7, mode="bilinear"),
+    "interp-trilinear-4d": lambda lib, F: F.interpolate(lib.ones(1, 2, 3, 5), size=7, mode="trilinear"),
+    "interp-bicubic-3d": lambda lib, F: F.interpolate(lib.ones(1, 2, 5), size=7, mode="bicubic"),
+    "interp-mode": lambda lib, F: F.interpolate(lib.ones(1, 2, 3, 5), size=7, mode="foo"),
+    "interp-2d": lambda lib, F: F.interpolate(lib.ones(2, 3), size=7),
+    "interp-corners": lambda lib, F: F.interpolate(lib.ones(1, 2, 5), size=7, mode="nearest-exact", align_corners=False),
+    "interp-area-corners": lambda lib, F: F.interpolate(lib.ones(1, 2, 5), size=7, mode="area", align_corners=True),
+    "interp-antialias": lambda lib, F: F.interpolate(lib.ones(1, 2, 5), size=7, mode="linear", antialias=True),
+    "interp-size-len": lambda lib, F: F.interpolate(lib.ones(1, 2, 3, 5), size=(3,)),
+    "interp-scale-len": lambda lib, F: F.interpolate(lib.ones(1, 2, 3, 5), scale_factor=(2, 2, 2)),
+    "interp-none": lambda lib, F: F.interpolate(lib.ones(1, 2, 3, 5)),
+    "interp-both": lambda lib, F: F.interpolate(lib.ones(1, 2, 3, 5), size=3, scale_factor=2),
+    "interp-empty": lambda lib, F: F.interpolate(lib.ones(1, 2, 3, 5), scale_factor=0.1),
+    "interp-empty-1d": lambda lib, F: F.interpolate(lib.ones(1, 2, 5), size=0, mode="linear"),
+    "interp-empty-3d": lambda lib, F: F.interpolate(lib.ones(1, 1, 2, 3, 4), size=0),
+    "interp-recompute": lambda lib, F: F.interpolate(lib.ones(1, 2, 3, 5), size=(4, 7), recompute_scale_factor=True),
+    "interp-size-type": lambda lib, F: F.interpolate(lib.ones(1, 1, 3), size=(2.5,)),
     "bn-one-value": lambda lib, F: F.batch_norm(lib.ones(1, 3), None, None, training=True),
     "bn-module-dims": lambda lib, F: lib.nn.BatchNorm2d(3)(lib.ones(2, 3)),
 }

@@ -406,21 +406,56 @@ def dropout2d(input, p: float = 0.5, training: bool = True, inplace: bool = Fals
     return input.mul_(keep) if inplace else input * keep
 
 
-def _resample_matrix(n_in, n_out, mode, align_corners, scale):
+def _source_scale(n_in, n_out, align_corners, scale):
+    """torch's area_pixel_compute_scale: output step in input pixels."""
+    if align_corners:
+        return (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    return 1.0 / scale if scale and scale > 0 else n_in / n_out
+
+
+def _cubic_weights(t, a=-0.75):
+    """The cubic convolution weights of taps -1, 0, 1, 2 at fraction t (torch's A = -0.75)."""
+    def near(x):  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)
+
+
+def _resample_matrix(n_in, n_out, mode, align_corners, scale, double=False):
+    """The (n_out, n_in) matrix of one axis's resampling, with torch's source positions and rounding."""
     import numpy as np
 
     m = np.zeros((n_out, n_in))
-    for i in range(n_out):
-        if mode == "nearest":
-            ratio = (1.0 / scale) if scale else n_in / n_out
-            m[i, min(int(math.floor(i * ratio)), n_in - 1)] = 1.0
-            continue
-        if align_corners:
-            ratio = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-            src = ratio * i
+    if mode in ("nearest", "nearest-exact"):
+        # NOTE: torch computes the nearest source index in float32 (floorf(i * scale)); the exact
+        # variant multiplies (i + 0.5) * scale in double and floors it as a float32 (floorf)
+        if mode == "nearest" and n_out == n_in:
+            index = np.arange(n_out)
+        elif mode == "nearest" and n_out == 2 * n_in:
+            index = np.arange(n_out) >> 1
         else:
-            ratio = (1.0 / scale) if scale else n_in / n_out
-            src = max(ratio * (i + 0.5) - 0.5, 0.0)
+            # the scale in float32 (nearest) or in the input's dtype (nearest-exact)
+            f = np.float32(1.0 / scale) if scale and scale > 0 else np.float32(n_in) / np.float32(n_out)
+            if mode == "nearest":
+                index = np.floor(np.arange(n_out, dtype=np.float32) * f).astype(np.int64)
+            else:
+                if double:
+                    f = 1.0 / scale if scale and scale > 0 else n_in / n_out
+                index = np.floor(((np.arange(n_out) + 0.5) * np.float64(f)).astype(np.float32)).astype(np.int64)
+        m[np.arange(n_out), np.minimum(index, n_in - 1)] = 1.0
+        return m
+    ratio = _source_scale(n_in, n_out, align_corners, scale)
+    for i in range(n_out):
+        if mode == "bicubic":
+            src = ratio * i if align_corners else ratio * (i + 0.5) - 0.5
+            low = int(math.floor(src))
+            for k, w in zip(range(low - 1, low + 3), _cubic_weights(src - low)):
+                m[i, min(max(k, 0), n_in - 1)] += w
+            continue
+        src = ratio * i if align_corners else max(ratio * (i + 0.5) - 0.5, 0.0)
         low = min(int(math.floor(src)), n_in - 1)
         high = min(low + 1, n_in - 1)
         weight = src - low
@@ -429,43 +464,116 @@ def _resample_matrix(n_in, n_out, mode, align_corners, scale):
     return m
 
 
+_INTERPOLATE_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
+_RESAMPLE_NAMES = {"nearest": "Nearest", "nearest-exact": "NearestExact", "linear": "Linear",
+                   "bilinear": "Bilinear", "bicubic": "Bicubic", "trilinear": "Trilinear"}
+
+
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
                 recompute_scale_factor=None, antialias=False):
-    """Resize the spatial axes: mode 'nearest' (1-d or 2-d) or 'bilinear' (2-d), like torch.
+    """Resize the spatial axes like torch: modes 'nearest' and 'nearest-exact' (1-3 spatial axes),
+    'linear' (1), 'bilinear' and 'bicubic' (2), 'trilinear' (3) and 'area' (1-2, adaptive average
+    pooling). Each axis is a product with a constant resampling matrix.
 
     >>> import symgrad
     >>> import symgrad.nn.functional as F
     >>> F.interpolate(symgrad.tensor([[[1.0, 2.0]]]), scale_factor=2).tolist()
     [[[1.0, 1.0, 2.0, 2.0]]]
+    >>> F.interpolate(symgrad.tensor([[[1.0, 2.0]]]), size=3, mode="linear", align_corners=True).tolist()
+    [[[1.0, 1.5, 2.0]]]
     """
-    if mode not in ("nearest", "bilinear"):
-        raise NotImplementedError(f"interpolate mode {mode!r} is not supported yet (nearest, bilinear)")
+    if mode in ("nearest", "area", "nearest-exact"):
+        if align_corners is not None:
+            raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
+                             "bicubic | trilinear")
+    elif align_corners is None:
+        align_corners = False
+    S = input.dim() - 2
+    spatial = tuple(input.shape[2:])
+    if size is not None and scale_factor is not None:
+        raise ValueError("only one of size or scale_factor should be defined")
+    if size is not None:
+        scales = None
+        if isinstance(size, (list, tuple)):
+            if len(size) != S:
+                raise ValueError("Input and output must have the same number of spatial dimensions, but got input "
+                                 f"with spatial dimensions of {list(spatial)} and output size of {size}. Please "
+                                 "provide input tensor in (N, C, d1, d2, ...,dK) format and output size in (o1, o2, "
+                                 "...,oK) format.")
+            if not all(isinstance(n, int) or (isinstance(n, Tensor) and not n.dtype.is_floating_point)
+                       for n in size):
+                raise TypeError("expected size to be one of int or Tuple[int] or Tuple[int, int] or Tuple[int, int, "
+                                f"int], but got size with types {[type(n) for n in size]}")
+            out = [int(n) for n in size]
+        else:
+            if not isinstance(size, int):
+                raise TypeError(f"upsample_{mode}{S}d() received an invalid combination of arguments - got (Tensor, "
+                                "list, NoneType)")
+            out = [int(size)] * S
+    elif scale_factor is not None:
+        out = None
+        if isinstance(scale_factor, (list, tuple)):
+            if len(scale_factor) != S:
+                raise ValueError("Input and scale_factor must have the same number of spatial dimensions, but got "
+                                 f"input with spatial dimensions of {list(spatial)} and scale_factor of shape "
+                                 f"{scale_factor}. Please provide input tensor in (N, C, d1, d2, ...,dK) format and "
+                                 "scale_factor in (s1, s2, ...,sK) format.")
+            scales = [float(f) for f in scale_factor]
+        else:
+            scales = [float(scale_factor)] * S
+    else:
+        raise ValueError("either size or scale_factor should be defined")
+    if recompute_scale_factor and size is not None:
+        raise ValueError("recompute_scale_factor is not meaningful with an explicit size.")
+    if mode == "area" and out is None:
+        recompute_scale_factor = True
+    if out is None:
+        out = [int(math.floor(float(n) * f)) for n, f in zip(spatial, scales)]
+    if recompute_scale_factor:
+        scales = None
+    if antialias and not (mode in ("bilinear", "bicubic", "lanczos") and input.dim() == 4):
+        raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos modes and requires a 4-D "
+                         "tensor as input")
+    needs = _INTERPOLATE_DIMS.get(mode)
+    if needs is not None and S != needs and S in (1, 2, 3) and mode != "bicubic":
+        raise NotImplementedError(f"Got {input.dim()}D input, but {mode} mode needs {needs + 2}D input")
+    if S not in (1, 2, 3) or (mode not in _RESAMPLE_NAMES and mode != "area") or (needs is not None and S != needs):
+        raise NotImplementedError(f"Input Error: Only 3D, 4D and 5D input Tensors supported (got {input.dim()}D) for "
+                                  "the modes: nearest | linear | bilinear | bicubic | trilinear | lanczos | area | "
+                                  f"nearest-exact (got {mode})")
     if antialias:
         raise NotImplementedError("antialias=True is not supported yet")
-    S = input.dim() - 2
-    if mode == "bilinear" and S != 2:
-        raise NotImplementedError(f"Got {input.dim()}D input, but bilinear mode needs 4D input")
-    if mode == "nearest" and align_corners is not None:
-        raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
-                         "bicubic | trilinear")
-    if S not in (1, 2):
-        raise NotImplementedError(f"interpolate of {input.dim()}D input is not supported yet (3-D or 4-D)")
-    if (size is None) == (scale_factor is None):
-        raise ValueError("either size or scale_factor should be defined" if size is None
-                         else "only one of size or scale_factor should be defined")
-    spatial = tuple(input.shape[2:])
-    if size is not None:
-        out = _tuple(size, S, "size")
-        scales = (None,) * S
-    else:
-        factors = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * S
-        out = tuple(int(math.floor(n * float(f))) for n, f in zip(spatial, factors))
-        scales = (None,) * S if recompute_scale_factor else tuple(float(f) for f in factors)
-    mats = [_t.tensor(_resample_matrix(n, o, mode, bool(align_corners), s), dtype=input.dtype)
+    if mode == "area":
+        if S == 1:
+            return adaptive_avg_pool1d(input, out[0])
+        if S == 2:
+            return adaptive_avg_pool2d(input, tuple(out))
+        raise NotImplementedError("interpolate mode 'area' of 5D input (adaptive_avg_pool3d) is not supported yet")
+    if any(n <= 0 for n in (*spatial, *out)):
+        axes = "DHW"[3 - S:]
+        given = ", ".join(f"{a}: {n}" for a, n in zip(axes, spatial))
+        wanted = ", ".join(f"{a}: {n}" for a, n in zip(axes, out))
+        raise RuntimeError(f"Input and output sizes should be greater than 0, but got input ({given})"
+                           f"{' and' if S == 1 else ''} output ({wanted})")
+    scales = scales or (None,) * S
+    double = input.dtype is _t.float64
+    mats = [_t.tensor(_resample_matrix(n, o, mode, bool(align_corners), s, double), dtype=input.dtype)
             for n, o, s in zip(spatial, out, scales)]
-    rows, cols = (mats[0], mats[1]) if S == 2 else (None, mats[0])
-    name = f"Upsample{'Nearest' if mode == 'nearest' else 'Bilinear'}{S}DBackward0"
-    return _apply(OPS["RESAMPLE"], (input, rows, cols), arg=(mode, S), name=name, positions=(0,))
+    name = f"Upsample{_RESAMPLE_NAMES[mode]}{S}DBackward0"
+    return _apply(OPS["RESAMPLE"], (input, *mats), arg=(mode, S), name=name, positions=(0,))
 
 
-__all__ += ["group_norm", "dropout2d", "interpolate"]
+def adaptive_avg_pool1d(input, output_size):
+    """Averages over `output_size` windows of the last axis (adaptive_avg_pool2d of a height-1 view)."""
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 1:
+            raise RuntimeError("adaptive_avg_pool1d() argument 'output_size' should contain one int "
+                               f"(got {len(output_size)})")
+        output_size = output_size[0]
+    if input.dim() not in (2, 3):
+        raise RuntimeError(f"Expected 2 to 3 dimensions, but got {input.dim()}-dimensional tensor for argument #1 "
+                           "'self' (while checking arguments for adaptive_avg_pool1d)")
+    return adaptive_avg_pool2d(input.unsqueeze(-2), (1, output_size)).squeeze(-2)
+
+
+__all__ += ["group_norm", "dropout2d", "interpolate", "adaptive_avg_pool1d"]
