@@ -1953,7 +1953,7 @@ class Inspection:
 
 def inspect(*tensors: Tensor, names: dict | None = None) -> Inspection:
     """The program that computes `tensors` (which must not be computed yet): formulas, IR, assembly."""
-    found = plan_for([t._node for t in tensors])
+    found = plan_for([t._node for t in tensors], need_program=True)
     if found is None:
         raise ValueError("inspect(): these tensors are already computed; inspect them before observing them")
     plan, targets, leaves, scalars = found

@@ -27,6 +27,7 @@ import codegen
 from codegen import CASTS, Gemm, Kernel, Load, Program, Store
 
 from .graph import ITEMSIZE, NUMPY_DTYPE, Buffer, Node, contiguous_strides, pending_postorder, row_major_strides
+from . import plan_cache
 from .ops import OPS
 
 import numpy as np
@@ -65,9 +66,11 @@ def realize(nodes, store_if_computed=()) -> None:
         plan.run(targets, leaves, scalars)
 
 
-def plan_for(nodes, store_if_computed=()):
-    """The compiled plan computing `nodes` (from the cache when the structure was seen before), with
-    this call's targets, input leaves and runtime scalars; None when everything is computed."""
+def plan_for(nodes, store_if_computed=(), need_program=False):
+    """The compiled plan computing `nodes` (from the cache when the structure was seen before, in this
+    process or, through plan_cache, an earlier one), with this call's targets, input leaves and runtime
+    scalars; None when everything is computed. `need_program`: the plan must hold its kernel bodies
+    (`plan.program`, for inspecting them), which a plan rebuilt from disk does not."""
     targets = _unique(n for n in nodes if not n.realized)
     if not targets:
         return None
@@ -88,8 +91,15 @@ def plan_for(nodes, store_if_computed=()):
     key, leaves, scalars = _structure(order, targets)
     plans = _ProgramCache.plans
     plan = plans.pop(key, None)
+    if plan is not None and need_program and plan.program is None:
+        plan = None
     if plan is None:
-        plan = _Plan(order, targets, leaves, scalars)
+        record = None if need_program else plan_cache.load(key)
+        if record is not None:
+            plan = _Plan.from_record(record)
+        else:
+            plan = _Plan(order, targets, leaves, scalars)
+            plan_cache.store(key, plan.record())
         if len(plans) >= PROGRAM_CACHE_LIMIT:
             plans.pop(next(iter(plans)))  # least recently used: hits move to the end below
     plans[key] = plan
@@ -195,6 +205,7 @@ class _Plan:
 
     def __init__(self, order, targets, leaves, scalars):
         self.leaf_count = len(leaves)
+        self.leaf_bytes = [math.prod(n.shape) * ITEMSIZE[n.dtype] for n in leaves]
         position = {id(n): k for k, n in enumerate(order)}
         self.target_positions = [position[id(t)] for t in targets]
         forced: set[int] = _cut_long_chains(order, self.target_positions) | _reshaped_operands(order)
@@ -222,6 +233,7 @@ class _Plan:
                 if missing.node.realized or id(missing.node) in forced:
                     raise AssertionError(f"scheduler cannot lay out {missing.node}") from None
                 forced.add(id(missing.node))
+        self._lay_out()
         self.native = codegen.compile_program(self.program)
 
     def _build(self, position, stored, loaded, leaves, scalars):
@@ -276,6 +288,8 @@ class _Plan:
                  for (lvl, space), (loads, stores) in groups.items()] + products
         kernels = [kernel for lvl, kernel in sorted(steps, key=lambda step: step[0])]
         self.program = Program(tuple(dtypes), tuple(kernels), tuple(scalar_symbols.values()))
+
+    def _lay_out(self):
         # Stored values that are not targets live in buffers kept with the plan; targets get fresh
         # memory at every run, carved from one block (one allocation, one address lookup).
         target_set = set(self.target_positions)
@@ -293,6 +307,30 @@ class _Plan:
             block_size += -(-max(count, 1) * ITEMSIZE[dtype] // 64) * 64  # 64-byte aligned
         self.block_size = block_size
         self.blocks: list = []  # (block, its address): earlier runs' blocks, reused once unreferenced
+
+    def record(self) -> dict:
+        """What a later process needs to rebuild this plan without building its kernels (plan_cache)."""
+        return {"leaf_bytes": self.leaf_bytes, "target_positions": self.target_positions,
+                "stored_positions": self.stored_positions, "stored_specs": self.stored_specs,
+                "buffers": list(self.program.buffers), "scalars": len(self.program.scalars),
+                "ir": self.native.ir}
+
+    @classmethod
+    def from_record(cls, record: dict) -> "_Plan":
+        """The plan a record describes; its code comes from the object cache (or is compiled from the
+        recorded IR). It has no `program` (kernel bodies): `plan_for(..., need_program=True)` builds one."""
+        plan = cls.__new__(cls)
+        plan.leaf_count = len(record["leaf_bytes"])
+        plan.leaf_bytes = record["leaf_bytes"]
+        plan.target_positions = record["target_positions"]
+        plan.stored_positions = record["stored_positions"]
+        plan.stored_specs = [(tuple(shape), dtype) for shape, dtype in record["stored_specs"]]
+        plan.program = None
+        plan._lay_out()
+        # NOTE: NativeProgram only needs the program's buffer and scalar counts to call it
+        outline = Program(tuple(record["buffers"]), (), tuple(sympy.Symbol(f"s{k}") for k in range(record["scalars"])))
+        plan.native = codegen.NativeProgram(outline, record["ir"], codegen.compile_ir(record["ir"], "program"))
+        return plan
 
     def _block(self):
         # NOTE: a block is free when nothing but this list refers to it (every result carved from it has
