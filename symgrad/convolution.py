@@ -41,10 +41,53 @@ def _tensor():
 
 
 # -- primitives ------------------------------------------------------------------------------------
-def window(x, maps, shape):
-    """The WINDOW view: input axis k at output index i is `sum(maps[k][j] * i[j]) + maps[k][-1]`."""
+def _window_node(x, maps, shape):
     node = x._node
     return _tensor().Tensor._wrap(Node.make("WINDOW", (node,), tuple(map(tuple, maps)), tuple(shape), node.dtype))
+
+
+def _recording(x):
+    """Whether an op on x is being recorded: a gradient rule run with create_graph=True."""
+    t = _tensor()
+    return t.is_grad_enabled() and x.requires_grad
+
+
+def window(x, maps, shape):
+    """The WINDOW view: input axis k at output index i is `sum(maps[k][j] * i[j]) + maps[k][-1]`.
+    Unrecorded (inside composites and gradient rules), except where a gradient rule runs with
+    create_graph=True: then it is recorded (AS_WINDOWS), so that its gradient has a gradient."""
+    if _recording(x):
+        from .ops import OPS
+
+        return _tensor()._apply(OPS["AS_WINDOWS"], (x,), arg=(tuple(map(tuple, maps)), tuple(shape)))
+    return _window_node(x, maps, shape)
+
+
+def _sum(x, axes, keepdim):
+    """A sum over axes: unrecorded inside composites and gradient rules, recorded under create_graph."""
+    if _recording(x):
+        return x.sum(dim=tuple(axes), keepdim=keepdim)
+    return x._reduced("SUM", tuple(axes), keepdim)
+
+
+def as_windows_forward(x, arg):
+    return _window_node(x, *arg)
+
+
+def as_windows_vjp(g, inputs, out, arg):
+    """The adjoint of a WINDOW view: g scatter-added to the flat input position each element reads."""
+    t = _tensor()
+    (x,), (maps, shape) = inputs, arg
+    strides = [math.prod(x.shape[k + 1:]) for k in range(x.dim())]
+    rank = len(shape)
+    index = t.full((1,) * rank, sum(row[-1] * s for row, s in zip(maps, strides)), dtype=t.int64)
+    for j in range(rank):
+        step = sum(row[j] * s for row, s in zip(maps, strides))
+        if step:
+            index = index + t.arange(shape[j]).reshape(*(shape[j] if a == j else 1 for a in range(rank))) * step
+    flat = index.expand(*shape).reshape(-1)
+    dx = t.zeros(x.numel(), dtype=g.dtype).scatter_add(0, flat, g.reshape(-1))
+    return (dx.reshape(x.shape),)
 
 
 def pad(x, pads, value=0.0):
@@ -109,7 +152,7 @@ def fold(cols, size, kernel, stride, dilation, lo):
         row[-1] = lo[i] + reach[i]
         maps.append(row)
     view = window(spread, maps, tuple(cols.shape[:lead]) + tuple(size) + tuple(kernel))
-    return view._reduced("SUM", tuple(range(lead + S, rank)), False)
+    return _sum(view, range(lead + S, rank), False)
 
 
 # -- convolution -----------------------------------------------------------------------------------
@@ -309,10 +352,19 @@ def _adaptive_taps(x, table):
     return flat.gather(-1, index).reshape(*lead, *table.shape)
 
 
-# inputs (x, table (OH, OW, K) of flat window positions); the gradient is that of the forward: a gather
-# of the taps and max over them, whose rule gives g to the first maximal tap (torch's index)
+# inputs (x, table (OH, OW, K) of flat window positions): a gather of the taps and max over them; the
+# gradient goes to the first maximal tap (torch's index), scatter-added
 def adaptive_max_pool_forward(x, table, arg):
     return _adaptive_taps(x, table).max(dim=-1).values
+
+
+def adaptive_max_pool_vjp(g, inputs, out, arg):
+    """g scatter-added to each window's first maximum (recorded ops, so it has a gradient itself)."""
+    x, table = inputs
+    lead = tuple(x.shape[:-2])
+    position = adaptive_max_pool_indices(x.detach(), table).reshape(*lead, -1)
+    dx = _tensor().zeros(*lead, x.shape[-2] * x.shape[-1], dtype=g.dtype)
+    return dx.scatter_add(-1, position, g.reshape(*lead, -1)).reshape(x.shape), None
 
 
 def adaptive_max_pool_indices(x, table):
@@ -336,9 +388,9 @@ def batch_stats(x):
     """The batch mean and biased variance per channel (keepdim), as the forward computes them."""
     axes = batch_axes(x)
     count = x.numel() // x.shape[1]
-    mean = x._reduced("SUM", axes, True) / count
+    mean = _sum(x, axes, True) / count
     centered = x - mean
-    var = (centered * centered)._reduced("SUM", axes, True) / count
+    var = _sum(centered * centered, axes, True) / count
     return mean, var
 
 
@@ -369,13 +421,13 @@ def batch_norm_vjp(g, inputs, out, arg):
     scale = invstd if weight is None else invstd * _channel(weight, x)
     if training:
         count = x.numel() // x.shape[1]
-        g_mean = g._reduced("SUM", axes, True) / count
-        gx_mean = (g * xhat)._reduced("SUM", axes, True) / count
+        g_mean = _sum(g, axes, True) / count
+        gx_mean = _sum(g * xhat, axes, True) / count
         dx = (g - g_mean - xhat * gx_mean) * scale
     else:
         dx = g * scale
-    dw = None if weight is None else (g * xhat)._reduced("SUM", axes, False)
-    db = None if bias is None else g._reduced("SUM", axes, False)
+    dw = None if weight is None else _sum(g * xhat, axes, False)
+    db = None if bias is None else _sum(g, axes, False)
     return dx, dw, db, None, None
 
 

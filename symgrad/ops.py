@@ -669,6 +669,10 @@ CONV = [
     # coefficients per input axis, the last entry an offset): sliding windows for im2col and pooling,
     # and (with a negative coefficient) the gather of col2im. Used inside the composites below only.
     Op("WINDOW", "", "movement", dtype_rule=KEEP, saves=False),
+    # AS_WINDOWS: a WINDOW view recorded, `arg` = (maps, shape): gradient rules of the ops below build
+    # it under create_graph=True, so that gradients of their gradients exist (its own: a scatter-add)
+    Op("AS_WINDOWS", "AsStridedBackward0", "composite", forward=lambda x, arg: _convolution().as_windows_forward(x, arg),
+       vjp=lambda g, i, o, arg: _convolution().as_windows_vjp(g, i, o, arg), dtype_rule=KEEP),
     # conv1d/conv2d: `arg` = (stride, ((lo, hi) padding per axis), dilation, groups); bias may be None.
     # Forward: pad, WINDOW, one GEMM; backward: dW = g @ cols.T and dcols = W.T @ g (GEMMs), then fold.
     Op("CONVOLUTION", "ConvolutionBackward0", "composite",
@@ -691,9 +695,11 @@ CONV = [
     Op("ADAPTIVE_AVG_POOL", "AdaptiveAvgPool2DBackward0", "composite",
        forward=lambda x, r, c, arg: _convolution().adaptive_avg_pool_forward(x, r, c, arg), dtype_rule=KEEP),
     # adaptive max pooling over uneven windows: a gather of each window's taps (operand 2: their flat
-    # positions, short windows repeating their last) and max over them; gradient: of the forward
+    # positions, short windows repeating their last) and max over them; gradient: g scatter-added to the
+    # first maximum of each window
     Op("ADAPTIVE_MAX_POOL", "AdaptiveMaxPool2DBackward0", "composite",
-       forward=lambda x, t, arg: _convolution().adaptive_max_pool_forward(x, t, arg), dtype_rule=KEEP),
+       forward=lambda x, t, arg: _convolution().adaptive_max_pool_forward(x, t, arg),
+       vjp=lambda g, i, o, arg: _convolution().adaptive_max_pool_vjp(g, i, o, arg), dtype_rule=KEEP),
     # F.pad: `arg` = (((lo, hi) per trailing axis), mode, value); constant pads ASSEMBLE into a filled
     # buffer, reflect and replicate GATHER along each padded axis. Gradients: of the forward.
     Op("PAD", "ConstantPadNdBackward0", "composite", forward=lambda x, arg: _convolution().pad_forward(x, arg),

@@ -149,6 +149,41 @@ def test_nearest_source_indices_round_as_torch(mode, dtype):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=str(kw))
 
 
+def _second_order(lib, fn, arrays):
+    """Gradients of the squared norm of the gradients of sum(y**2): through the gradient rules."""
+    leaves = [lib.tensor(a, requires_grad=True) for a in arrays]
+    y = fn(lib, lib.nn.functional, *leaves)
+    grads = lib.autograd.grad((y * y).sum(), leaves, create_graph=True)
+    total = sum((g * g).sum() for g in grads)
+    return [g.detach().numpy() for g in lib.autograd.grad(total, leaves)]
+
+
+_RM, _RV = np.array([0.1, -0.2]), np.array([1.5, 0.5])
+SECOND_ORDER = {
+    "conv2d": (lambda lib, F, x, w, b: F.conv2d(x, w, b, stride=2, padding=1), [(2, 2, 5, 5), (3, 2, 3, 3), (3,)]),
+    "conv2d-groups-dilation": (lambda lib, F, x, w: F.conv2d(x, w, padding=(2, 1), dilation=(2, 1), groups=2),
+                               [(1, 4, 5, 4), (2, 2, 2, 3)]),
+    "conv1d": (lambda lib, F, x, w: F.conv1d(x, w, stride=2), [(2, 3, 7), (2, 3, 3)]),
+    "max-pool2d": (lambda lib, F, x: F.max_pool2d(x, 3, 2, 1), [(2, 2, 5, 5)]),
+    "avg-pool2d": (lambda lib, F, x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False), [(2, 2, 5, 5)]),
+    "batch-norm": (lambda lib, F, x, w, b: F.batch_norm(x, None, None, w, b, training=True), [(3, 2, 2, 2), (2,), (2,)]),
+    "batch-norm-eval": (lambda lib, F, x, w, b: F.batch_norm(x, lib.tensor(_RM), lib.tensor(_RV), w, b),
+                        [(3, 2, 2, 2), (2,), (2,)]),
+    "adaptive-max-pool2d": (lambda lib, F, x: F.adaptive_max_pool2d(x, (3, 2)), [(1, 2, 5, 5)]),
+    "conv-bn-relu-pool": (lambda lib, F, x, w: F.max_pool2d(F.relu(F.batch_norm(
+        F.conv2d(x, w, padding=1), None, None, training=True)), 2), [(2, 2, 4, 4), (2, 2, 3, 3)]),
+}
+
+
+@pytest.mark.parametrize("name", list(SECOND_ORDER))
+def test_second_derivatives_match_torch(name):
+    fn, shapes = SECOND_ORDER[name]
+    rng = np.random.default_rng(7)
+    arrays = [rng.standard_normal(shape) for shape in shapes]
+    for ours, theirs in zip(_second_order(symgrad, fn, arrays), _second_order(torch, fn, arrays)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-7, atol=1e-9 * max(1.0, np.abs(theirs).max()))
+
+
 def test_dropout2d_zeroes_whole_channels():
     y = symgrad.nn.functional.dropout2d(symgrad.ones(4, 8, 3, 3), 0.5).numpy()
     per_channel = y.reshape(4, 8, 9)
