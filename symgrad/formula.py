@@ -6,8 +6,9 @@ Two views of the same graphs:
   one line of Python over your tensors' names that numpy evaluates to the gradient, with matrix parts in
   matrix notation (`x.T @ (...)`), elementwise parts simplified by SymPy, broadcast gradients summed
   back with `sum(..., axis=...)`.
-* `inspect(*tensors)` shows the program that would compute pending tensors: each fused kernel's SymPy
-  formula (with your names for the inputs), its LLVM IR, and the native assembly.
+* `inspect(tensor)` shows the programs that compute a pending tensor, forward and backward, and
+  `inspect(fn, *args)` the programs a call runs: each fused kernel's SymPy formula (with your names
+  for the buffers), its LLVM IR, and the native assembly.
 
 `to_dot(tensor)` draws the recorded (forward) graph and the gradient graph in Graphviz DOT.
 
@@ -18,7 +19,7 @@ Two views of the same graphs:
 3*(x + 2)/2
 >>> (g,) = symgrad.autograd.grad((x * x).sum(), x)
 >>> print(symgrad.inspect(g, names={"x": x}).formulas()[0])
-out0[i] = 2*x[i]
+g[i] = 2*x[i]
 
 How the text is built (see `_Builder`): the gradient graph that `autograd.grad` returns is walked once,
 inputs before users, without recursion. Elementwise nodes become SymPy expressions through the op
@@ -45,7 +46,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
-from codegen import IsNan
+from codegen import Gemm, IsNan
 
 from .graph import PENDING_LIMIT, Node, postorder
 from .ops import OPS
@@ -1917,52 +1918,433 @@ def _live_parts(expr, parts):
 
 # -- inspect ----------------------------------------------------------------------------------------
 @dataclass
-class Inspection:
-    """The kernels of one program: formulas, LLVM IR and assembly."""
+class Program:
+    """One compiled program: its kernels with a SymPy formula per store, LLVM IR and native assembly.
 
-    kernels: list
-    ir: str
-    native: object
-    names: dict
+    `label` says what it computes ("forward", "backward") or, for a function, the line of it that ran
+    the program; `runs` how many times the inspected call ran it. Buffers are named after your tensors
+    (`x`, `w.grad`), else `in0`, `out0` (results) and `t3` (values stored between kernels)."""
 
-    def formulas(self) -> list[str]:
-        """One line per store: `out[index] = formula`, reductions as `sum over ...`."""
-        lines = []
-        for kernel in self.kernels:
-            rename = {load.symbol: sympy.Symbol(self._name(load)) for load in kernel.loads}
-            for store in kernel.stores:
-                target = self.names.get(("out", store.buffer), f"out{len(lines)}")
-                index = "[i]" if any(store.strides) else ""
-                body = store.expr.xreplace(rename)
-                if store.reduce:
-                    lines.append(f"{target}{index} = {store.reduce} over i of {body}")
-                else:
-                    lines.append(f"{target}{index} = {body}")
-        return lines
+    label: str
+    plan: object = field(repr=False)
+    names: dict = field(repr=False)     # buffer slot -> name
+    runs: int = 1
+    layouts: dict = field(default_factory=dict, repr=False)   # buffer slot -> strides of what it is named
+    scalars: dict = field(default_factory=dict)                # runtime scalar -> its value in the run
 
-    def _name(self, load) -> str:
-        base = self.names.get(("in", load.buffer), f"in{load.buffer}")
-        return f"{base}[i]" if any(load.strides) else base
+    @property
+    def kernels(self) -> list:
+        program = getattr(self.plan, "program", None)
+        return list(program.kernels) if program is not None else []
+
+    @property
+    def native(self):
+        return self.plan.native
+
+    @property
+    def ir(self) -> str:
+        """The LLVM IR the program was compiled from (one function per kernel, before optimisation)."""
+        return self.plan.native.ir
 
     def assembly(self) -> str:
-        return self.native.assembly()
+        """The native assembly (after LLVM's O3 pipeline, which inlines the kernels into one function)."""
+        return self.plan.native.assembly()
+
+    def name(self, slot: int) -> str:
+        return self.names.get(slot, f"in{slot}")
+
+    def kernel_formulas(self, kernel) -> list[str]:
+        """`out[i] = formula` per store of a loop kernel (reductions `sum over i of ...`); `c = a @ b.T`
+        for a matrix product."""
+        if isinstance(kernel, Gemm):
+            def operand(slot, strides, rows, columns):
+                # the product reads the buffer as the named tensor is laid out, or transposed
+                own = self.layouts.get(slot)
+                if own is not None and len(own) == 2:
+                    def same(a, b):
+                        return all(x == y or n == 1 for x, y, n in zip(a, b, (rows, columns)))
+                    if same(strides, own):
+                        return self.name(slot)
+                    if same(strides, own[::-1]):
+                        return f"{self.name(slot)}.T"
+                transposed = strides[0] == 1 and strides[1] != 1 and rows > 1 and columns > 1
+                return self.name(slot) + (".T" if transposed else "")
+            batch = "[b]" if kernel.batch else ""
+            product = f"{operand(kernel.a, kernel.a_strides, kernel.m, kernel.k)}{batch} @ " \
+                      f"{operand(kernel.b, kernel.b_strides, kernel.k, kernel.n)}{batch}"
+            return [f"{self.name(kernel.c)}{batch} {'+=' if kernel.accumulate else '='} {product}"]
+        rename = {}
+        for load in kernel.loads:
+            rename[load.symbol] = sympy.Symbol(self.name(load.buffer) + ("[i]" if any(load.strides) else ""))
+        lines = []
+        for store in kernel.stores:
+            target = self.name(store.buffer) + ("[i]" if any(store.strides) else "")
+            body = _NumpyPrinter({}, {}).doprint(store.expr.xreplace(rename))
+            lines.append(f"{target} = {store.reduce} over i of {body}" if store.reduce else f"{target} = {body}")
+        return lines
+
+    def formulas(self) -> list[str]:
+        """One line per store of every kernel, in the order they run."""
+        return [line for kernel in self.kernels for line in self.kernel_formulas(kernel)]
+
+    def listing(self) -> str:
+        """Each kernel's formula beside its LLVM IR, then the program's assembly."""
+        out = [f"== {self.label}" + (f" (ran {self.runs} times)" if self.runs > 1 else "")]
+        if self.scalars:
+            out.append("runtime scalars: " + ", ".join(f"{k} = {v!r}" for k, v in self.scalars.items()))
+        functions = _ir_functions(self.ir)
+        for index, kernel in enumerate(self.kernels):
+            out += [f"-- kernel {index}: " + "; ".join(self.kernel_formulas(kernel))]
+            out += [functions.get(f"{'gemm' if isinstance(kernel, Gemm) else 'kernel'}{index}", "")]
+        out += ["-- assembly (the kernels inlined into one function)", self.assembly()]
+        return "\n".join(out)
 
     def __str__(self):
         return "\n".join(self.formulas())
 
 
-def inspect(*tensors: Tensor, names: dict | None = None) -> Inspection:
-    """The program that computes `tensors` (which must not be computed yet): formulas, IR, assembly."""
-    found = plan_for([t._node for t in tensors], need_program=True)
-    if found is None:
-        raise ValueError("inspect(): these tensors are already computed; inspect them before observing them")
-    plan, targets, leaves, scalars = found
-    labels = {}
-    by_node = {id(t._node): name for name, t in (names or {}).items()}
+def _ir_functions(ir_text: str) -> dict:
+    """The functions of an LLVM IR module by name (their `define ... { ... }` text)."""
+    found = {}
+    for match in re.finditer(r'^define [^\n]*?@"?([\w.]+)"?\([^\n]*\n?\{\n.*?^\}', ir_text, re.MULTILINE | re.DOTALL):
+        found[match.group(1)] = match.group(0)
+    return found
+
+
+@dataclass
+class Inspection:
+    """The programs that compute something: `programs`, each a `Program` (kernels with their formulas,
+    LLVM IR, assembly). `str()` is the formulas; `listing()` everything."""
+
+    programs: list
+
+    @property
+    def kernels(self) -> list:
+        return [k for p in self.programs for k in p.kernels]
+
+    @property
+    def ir(self) -> str:
+        return "\n".join(p.ir for p in self.programs)
+
+    @property
+    def native(self):
+        return self.programs[0].native if self.programs else None
+
+    def formulas(self) -> list[str]:
+        """One line per store, every program in turn."""
+        return [line for p in self.programs for line in p.formulas()]
+
+    def assembly(self) -> str:
+        return "\n".join(p.assembly() for p in self.programs)
+
+    def listing(self) -> str:
+        return "\n\n".join(p.listing() for p in self.programs)
+
+    def __getitem__(self, label) -> Program:
+        """The program labelled `label` ("forward", "backward"), or the k-th program."""
+        if isinstance(label, int):
+            return self.programs[label]
+        found = [p for p in self.programs if p.label == label]
+        if not found:
+            raise KeyError(f"inspect(): no program labelled {label!r}; there are {[p.label for p in self.programs]}")
+        return found[0]
+
+    def __len__(self):
+        return len(self.programs)
+
+    def __str__(self):
+        if len(self.programs) == 1:
+            return str(self.programs[0])
+        return "\n".join(f"# {p.label}" + (f" (ran {p.runs} times)" if p.runs > 1 else "") + "\n" + str(p)
+                         for p in self.programs)
+
+
+def inspect(target, *more, names: dict | None = None, backward: bool = True) -> Inspection:
+    """The compiled programs behind a tensor or a function: each kernel's SymPy formula (with your
+    tensors' names), its LLVM IR, and the native assembly.
+
+    * `inspect(t1, t2, ...)`: tensors not computed yet. The "forward" program computes them; with
+      `backward=True` (and tensors that require grad) the "backward" program computes their gradients
+      with respect to the leaves, as `backward()` would (nothing is run or accumulated).
+    * `inspect(fn, *args)`: calls `fn(*args)` and records every program it runs, in order, forward and
+      backward as the function does them (call `.backward()` or an optimizer step inside, as a training
+      step does), then the program computing what it returns (if that is still pending). Each program
+      is labelled with the line of `fn` that ran it. The call runs for real: updates happen.
+
+    Names: `names={"x": x}`, else the caller's variable names, and for a function its arguments' and
+    its globals' names (`w.grad` for a gradient, a module's parameters by path).
+
+    >>> import symgrad
+    >>> x = symgrad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> (g,) = symgrad.autograd.grad((x * x).sum(), x)
+    >>> print(symgrad.inspect(g, names={"x": x}))
+    g[i] = 2*x[i]
+    >>> def step():
+    ...     loss = (x.exp() * 3).sum()
+    ...     loss.backward()
+    ...     return loss
+    >>> programs = symgrad.inspect(step)
+    >>> [p.label for p in programs.programs]
+    ['loss.backward()']
+    >>> print(programs)
+    t1 = sum over i of 3*exp(x[i])
+    x.grad[i] = 3*exp(x[i])
+    loss = t1
+    >>> "define" in programs.ir and len(programs.assembly()) > 0
+    True
+    """
+    known = _Known(sys._getframe(1), names)
+    if callable(target) and not isinstance(target, Tensor):
+        return _inspect_call(target, more, known)
+    tensors = [target, *more]
+    programs = []
+    found = plan_for([t._node for t in tensors], **_KEEP_KERNELS())
+    if found is not None:
+        programs.append(_program("forward", *found[:3], known, scalars=found[3]))
+    if backward:
+        from .autograd import AccumulateGrad, _topological, grad_of
+        from .tensor import ones_like
+
+        differentiable = [t for t in tensors if t.grad_fn is not None]
+        leaves = [fn.variable for fn in _topological([t.grad_fn for t in differentiable])
+                  if isinstance(fn, AccumulateGrad)]
+        if leaves:
+            seeds = [None if t.dim() == 0 else ones_like(t) for t in differentiable]
+            grads = grad_of(differentiable, leaves, seeds if any(s is not None for s in seeds) else None,
+                            retain_graph=True, allow_unused=True)
+            for leaf, g in zip(leaves, grads):
+                if g is not None:
+                    known.grads[id(g._node)] = known.name_of(leaf._node)
+            found = plan_for([g._node for g in grads if g is not None], **_KEEP_KERNELS())
+            if found is not None:
+                programs.append(_program("backward", *found[:3], known, scalars=found[3]))
+    if not programs:
+        raise ValueError("inspect(): these tensors are already computed and need no gradient program; "
+                         "inspect them before observing them")
+    return Inspection(programs)
+
+
+class _Known:
+    """The names of tensors, looked up when a program runs (parameters get new nodes as they update)."""
+
+    def __init__(self, frame, names):
+        from . import nn
+
+        # name -> Tensor or Module; the first name of a tensor wins: yours, then the caller's locals
+        self.explicit = dict(names or {})
+        self.named: dict[str, object] = {}
+        for scope in (frame.f_locals, frame.f_globals):
+            self.add(scope)
+        self.grads: dict[int, str] = {}
+        # nodes the tensors had earlier in an inspected call (a parameter's value before its update),
+        # held so that their ids stay theirs
+        self.history: dict[int, tuple] = {}
+
+    def remember(self):
+        for name, t in self.tensors():
+            self.history.setdefault(id(t._node), (t._node, name))
+
+    def add(self, scope: dict, first: bool = False):
+        """Names from `scope`, after the ones known (or before them, after yours, with `first`)."""
+        from . import nn
+
+        found = {name: value for name, value in list(scope.items())
+                 if not name.startswith("_") and isinstance(value, (Tensor, nn.Module))}
+        self.named = {**found, **self.named} if first else {**self.named, **{k: v for k, v in found.items()
+                                                                                if k not in self.named}}
+
+    def copy(self) -> "_Known":
+        other = _Known.__new__(_Known)
+        other.explicit, other.named, other.grads, other.history = self.explicit, dict(self.named), self.grads, \
+            self.history
+        return other
+
+    def tensors(self):
+        from . import nn
+
+        for name, value in [*self.explicit.items(), *self.named.items()]:
+            if isinstance(value, nn.Module):
+                for path, p in value.named_parameters():
+                    yield _identifier(path), p
+            else:
+                yield name, value
+
+    def lookup(self) -> dict[int, str]:
+        """id(node) -> name, for the tensors' current nodes and their gradients' (`w.grad`)."""
+        found: dict[int, str] = dict(self.grads)
+        for name, t in self.tensors():
+            found.setdefault(id(t._node), name)
+            if t.is_leaf and t._grad is not None:
+                found.setdefault(id(t._grad._node), f"{name}.grad")
+        for key, (_, name) in self.history.items():
+            found.setdefault(key, name)
+        return found
+
+    def by_data(self) -> dict:
+        """data address -> (name, strides) for the computed tensors among the known."""
+        found = {}
+        nodes = [(name, t._node) for name, t in self.tensors()] + [(name, n) for n, name in self.history.values()]
+        for name, node in nodes:
+            if node.buffer is not None:
+                found.setdefault(_data_of(node), (name, tuple(node.strides)))
+        return found
+
+    def name_of(self, node) -> str | None:
+        name = self.lookup().get(id(node))
+        return None if name is None else f"{name}.grad"
+
+
+def _program(label, plan, targets, leaves, known: _Known, before=None, scalars=()) -> Program:
+    """The Program of a plan, its buffers named: inputs by `before` (lookup, by_data), or by the names
+    known now, results by the names known now."""
+    from .graph import row_major_strides
+
+    lookup, by_data = before if before is not None else (known.lookup(), known.by_data())
+    names: dict[int, str] = {}
+    layouts: dict[int, tuple] = {}
     for slot, leaf in enumerate(leaves):
-        if id(leaf) in by_node:
-            labels[("in", slot)] = by_node[id(leaf)]
-    return Inspection(list(plan.program.kernels), plan.native.ir, plan.native, labels)
+        if id(leaf) in lookup:
+            names[slot], layouts[slot] = lookup[id(leaf)], tuple(leaf.strides)
+        elif leaf.buffer is not None and _data_of(leaf) in by_data:
+            # a view the scheduler resolved into a buffer of its own (w.T read by a matrix product):
+            # named after the tensor whose data it is, accesses say how they read it
+            names[slot], layouts[slot] = by_data[_data_of(leaf)]
+    leaf_count = getattr(plan, "leaf_count", len(leaves))
+    stored = getattr(plan, "stored_positions", [])
+    for k, (shape, _) in enumerate(getattr(plan, "stored_specs", [])):
+        names.setdefault(leaf_count + k, f"t{leaf_count + k}")
+        layouts[leaf_count + k] = row_major_strides(shape)
+    after = known.lookup() if before is not None else lookup
+    for k, (node, position) in enumerate(zip(targets, getattr(plan, "target_positions", []))):
+        if position in stored:
+            names[leaf_count + stored.index(position)] = after.get(id(node), f"out{k}")
+    return Program(label, plan, names, layouts=layouts,
+                   scalars={f"s{k}": node.arg for k, node in enumerate(scalars)})
+
+
+def _data_of(node) -> int:
+    """The address of a computed node's first element (views of one tensor share it)."""
+    from .graph import ITEMSIZE
+
+    return node.buffer.address + node.offset * ITEMSIZE[node.dtype]
+
+
+def _inspect_call(fn, args, known: _Known) -> Inspection:
+    import inspect as python_inspect
+
+    from . import schedule
+    from .tensor import _realize, _Updated
+
+    # the function's own names come before the caller's: its arguments, then the variables it closes over
+    known.add(getattr(fn, "__globals__", {}))
+    code = getattr(fn, "__code__", None)
+    cells = zip(code.co_freevars if code is not None else (), getattr(fn, "__closure__", None) or ())
+    known.add({name: cell.cell_contents for name, cell in cells if _filled(cell)}, first=True)
+    try:
+        known.add(python_inspect.signature(fn).bind(*args).arguments, first=True)
+    except (TypeError, ValueError):
+        pass
+    programs: list[Program] = []
+    original = schedule._Plan.run
+
+    after_the_call = []
+
+    def run(plan, targets, leaves, scalars):
+        label, frame = after_the_call[0] if after_the_call else _calling_line(fn)
+        again = bool(programs) and programs[-1].plan is plan and programs[-1].label == label
+        if not again:
+            # named by the function's variables too (loss); inputs as they are before the run (an
+            # update replaces a parameter's value), results after it (w.grad after backward)
+            here = known.copy()
+            here.add(frame.f_locals if frame is not None else {}, first=True)
+            before = here.lookup(), here.by_data()
+        result = original(plan, targets, leaves, scalars)
+        known.remember()
+        if again:
+            programs[-1].runs += 1
+        else:
+            programs.append(_program(label, plan, targets, leaves, here, before, scalars))
+        return result
+
+    plan_for_as_usual = schedule.plan_for
+    keep = _KEEP_KERNELS()
+
+    def plan_keeping_kernels(nodes, *rest, **options):
+        return plan_for_as_usual(nodes, *rest, **{**options, **keep})
+
+    known.remember()
+    # NOTE: the hooks are this module's to set and restore: the scheduler knows nothing of inspection
+    schedule._Plan.run, schedule.plan_for = run, plan_keeping_kernels
+    try:
+        result = fn(*args)
+        # what the call leaves to compute is part of it: its results, and the in-place updates symgrad
+        # defers to the next program (an optimizer step)
+        pending = [t._node for t in _tensors_in(result) if not t._node.realized]
+        pending += [cell.node for cell in list(_Updated.cells) if not cell.node.realized]
+        if pending:
+            after_the_call.append(("after the call: its result and pending updates",
+                                   None if not isinstance(result, Tensor) else _Scope(result=result)))
+            _realize(pending)
+    finally:
+        schedule._Plan.run, schedule.plan_for = original, plan_for_as_usual
+    return Inspection(programs)
+
+
+def _KEEP_KERNELS() -> dict:
+    """The options that ask `plan_for` for a plan holding its kernel bodies (a plan rebuilt from a
+    record on disk holds only its IR), where the scheduler has that option."""
+    import inspect as python_inspect
+
+    from . import schedule
+
+    return {"need_program": True} if "need_program" in python_inspect.signature(schedule.plan_for).parameters else {}
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:   # a closure variable not assigned yet
+        return False
+    return True
+
+
+class _Scope:
+    """Stands for a frame: names to look tensors up by."""
+
+    def __init__(self, **values):
+        self.f_locals = values
+
+
+def _tensors_in(value):
+    if isinstance(value, Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors_in(v)]
+    return []
+
+
+def _calling_line(fn):
+    """The source line of `fn` (or of the code it calls outside symgrad) that is running now, and its
+    frame."""
+    import linecache
+    import os
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    own = getattr(fn, "__code__", None)
+    frame = sys._getframe(2)
+    fallback = None
+    while frame is not None:
+        code = frame.f_code
+        if code is own or not os.path.abspath(code.co_filename).startswith(package):
+            line = linecache.getline(code.co_filename, frame.f_lineno).strip()
+            text = line or f"{code.co_name}:{frame.f_lineno}"
+            if code is own:
+                return text, frame
+            fallback = fallback or (text, frame)
+        frame = frame.f_back
+    return fallback or ("the call", None)
 
 
 def to_dot(tensor: Tensor, names: dict | None = None, svg: str | None = None) -> str:

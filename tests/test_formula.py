@@ -5,6 +5,7 @@ Every formula here is checked the way a user would check it: the printed text is
 gradient symgrad computes (`.backward()` or `autograd.grad`).
 """
 import pathlib
+import re
 import sys
 
 import numpy as np
@@ -200,6 +201,89 @@ def test_docstring_examples_run():
     module = sys.modules["symgrad.formula"]   # `symgrad.formula` itself is the function
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted >= 20
+
+
+# -- inspect -----------------------------------------------------------------------------------------
+def test_inspect_a_tensor_shows_its_forward_and_backward_programs():
+    symgrad.manual_seed(0)
+    x, target = symgrad.randn(8, 5), symgrad.randn(8, 3)
+    w = symgrad.randn(5, 3, requires_grad=True)
+    loss = ((x @ w).tanh() - target).pow(2).mean()
+    inspection = symgrad.inspect(loss)
+    assert [p.label for p in inspection.programs] == ["forward", "backward"]
+    forward, backward = inspection["forward"], inspection["backward"]
+    assert forward.formulas()[0].endswith("= x @ w")
+    assert "loss = " in str(forward)
+    # dw = x.T @ (d loss / d (x @ w)): the product reads x transposed, the elementwise kernel has tanh's
+    # derivative, every buffer named after the tensor it holds
+    assert backward.formulas()[-1].startswith("w.grad = x.T @ t")
+    assert any("1 - tanh(" in line and "target[i]" in line for line in backward.formulas())
+    assert w.grad is None and not loss._node.realized    # nothing ran, nothing accumulated
+    for program in inspection.programs:
+        functions = re.findall(r'^define [^\n]*@"(\w+)"', program.ir, re.MULTILINE)
+        assert functions[-1] == "program" and len(functions) == len(program.kernels) + 1
+        listing = program.listing()
+        for k, kernel in enumerate(program.kernels):   # each kernel's formula beside its IR
+            formula_at = listing.index(f"-- kernel {k}: ")
+            assert listing.index(f'@"{functions[k]}"', formula_at) < listing.index("-- ", formula_at + 3)
+        assert "program:" in program.assembly() and program.assembly() in listing
+    # a gradient that does not require grad: only the program computing it
+    (g,) = symgrad.autograd.grad(loss, w)
+    only = symgrad.inspect(g, names={"weights": w})
+    assert [p.label for p in only.programs] == ["forward"] and "weights" in str(only)
+    g.numpy()
+    with pytest.raises(ValueError, match="already computed"):
+        symgrad.inspect(g)
+
+
+def test_inspect_a_function_records_the_programs_it_runs():
+    symgrad.manual_seed(0)
+    model = symgrad.nn.Sequential(symgrad.nn.Linear(5, 4), symgrad.nn.ReLU(), symgrad.nn.Linear(4, 3))
+    optimizer = symgrad.optim.SGD(model.parameters(), lr=0.1)
+    x, target = symgrad.randn(8, 5), symgrad.randn(8, 3)
+
+    def step(inputs, expected):
+        optimizer.zero_grad()
+        loss = symgrad.nn.MSELoss()(model(inputs), expected)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    before = model[0].weight.detach().numpy().copy()
+    inspection = symgrad.inspect(step, x, target)
+    labels = [p.label for p in inspection.programs]
+    assert labels == ["loss.backward()", "after the call: its result and pending updates"]
+    backward, update = inspection.programs
+    text = str(backward)
+    # the forward and backward of the step, named after the model's parameters (by path), the
+    # function's arguments (inputs) and variables (loss), and the gradients (weight0.grad)
+    assert "t8 = inputs @ weight0.T" in text and "loss = " in text
+    assert "weight0.grad = " in text and text.split("weight0.grad = ")[1].startswith("t")
+    assert "bias2.grad[i] = " in text
+    # SGD's update, deferred by symgrad to the next program: computed at the end of the call
+    assert "weight0[i] = s0*weight0.grad[i] + weight0[i]" in str(update)
+    assert update.scalars == {"s0": -0.1}
+    # the call really ran: the parameters moved
+    assert not np.allclose(model[0].weight.detach().numpy(), before)
+
+
+def test_inspect_a_function_counts_repeated_programs_and_computes_its_result():
+    x = symgrad.tensor([1.0, 2.0, 3.0], requires_grad=True)
+
+    def train():
+        for _ in range(4):
+            x.grad = None
+            (x * x).sum().backward()
+            with symgrad.no_grad():
+                x.sub_(0.1 * x.grad)
+        return (x * 2).sum()
+
+    inspection = symgrad.inspect(train)
+    runs = {p.label: p.runs for p in inspection.programs}
+    assert sum(runs.values()) >= 4 and max(runs.values()) >= 2     # one program, run again and again
+    assert inspection.programs[-1].label == "after the call: its result and pending updates"
+    assert any(line.endswith("2*x[i]") for line in inspection.programs[-1].formulas())
+    np.testing.assert_allclose(x.detach().numpy(), np.array([1.0, 2.0, 3.0]) * 0.8 ** 4, rtol=1e-6)
 
 
 # -- to_dot ------------------------------------------------------------------------------------------
