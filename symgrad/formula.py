@@ -53,7 +53,7 @@ from .ops import OPS
 from .schedule import plan_for
 from .tensor import Tensor
 
-__all__ = ["Formula", "Formulas", "formula", "inspect", "to_dot", "VOCABULARY", "numpy_namespace"]
+__all__ = ["Formula", "Formulas", "formula", "inspect", "to_dot", "render_svg", "VOCABULARY", "numpy_namespace"]
 
 
 # -- the vocabulary ---------------------------------------------------------------------------------
@@ -2352,7 +2352,8 @@ def to_dot(tensor: Tensor, names: dict | None = None, svg: str | None = None) ->
     backward graph (the gradient graph `autograd.grad` builds for the leaves that require grad).
 
     Leaves are labelled with `names={"x": x}`, else the caller's variable names. With `svg="out.svg"` the
-    text is also rendered there when Graphviz's `dot` program is installed (returns the text either way).
+    text is also rendered there by Graphviz's `dot` program (`render_svg`); when `dot` is not installed a
+    warning says so and no file is written. The DOT text is returned either way.
 
     >>> import symgrad
     >>> x = symgrad.tensor([1.0, 2.0], requires_grad=True)
@@ -2424,13 +2425,36 @@ def to_dot(tensor: Tensor, names: dict | None = None, svg: str | None = None) ->
         lines.append("  }")
     lines.append("}")
     text = "\n".join(_dedupe(lines)) + "\n"
-    if svg is not None:
-        import shutil
-        import subprocess
+    if svg is not None and render_svg(text, svg) is None:
+        import warnings
 
-        if shutil.which("dot"):
-            subprocess.run(["dot", "-Tsvg", "-o", svg], input=text, text=True, check=True)
+        warnings.warn(f"to_dot(): Graphviz's `dot` program is not installed (not on PATH): {svg} was not written",
+                      RuntimeWarning, stacklevel=2)
     return text
+
+
+def render_svg(dot_text: str, path: str | None = None) -> str | None:
+    """The SVG drawing of Graphviz DOT text by Graphviz's `dot` program (found on PATH), also written to
+    `path` when given; None when `dot` is not installed. A failing `dot` raises RuntimeError with its
+    message.
+
+    >>> svg = render_svg("digraph { a -> b }")
+    >>> svg is None or "<svg" in svg   # (None here when Graphviz is not installed)
+    True
+    """
+    import shutil
+    import subprocess
+
+    program = shutil.which("dot")
+    if program is None:
+        return None
+    done = subprocess.run([program, "-Tsvg"], input=dot_text, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"to_dot(): Graphviz's dot failed (exit status {done.returncode}): {done.stderr.strip()}")
+    if path is not None:
+        with open(path, "w") as out:
+            out.write(done.stdout)
+    return done.stdout
 
 
 def _dedupe(lines):
@@ -2447,3 +2471,4 @@ formula.VOCABULARY = VOCABULARY
 formula.numpy_namespace = numpy_namespace
 formula.Formula = Formula
 formula.Formulas = Formulas
+to_dot.render_svg = render_svg

@@ -304,6 +304,55 @@ def test_to_dot_draws_forward_and_backward_graphs():
     assert symgrad.to_dot(out) == text   # deterministic
 
 
+FAKE_DOT = """\
+import sys
+# a stand-in for Graphviz's dot: checks its arguments and wraps the DOT text it reads in an SVG
+if sys.argv[1:] != ["-Tsvg"]:
+    sys.exit(f"expected -Tsvg, got {sys.argv[1:]}")
+text = sys.stdin.read()
+if "FAIL" in text:
+    sys.exit("syntax error in line 1 near 'FAIL'")
+sys.stdout.write('<svg xmlns="http://www.w3.org/2000/svg"><!--\\n' + text + '--></svg>\\n')
+"""
+
+
+def fake_dot_on_path(directory, monkeypatch):
+    program = directory / "dot"
+    program.write_text(f"#!{sys.executable}\n{FAKE_DOT}")
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", str(directory))
+
+
+def test_to_dot_renders_svg_through_the_dot_program(tmp_path, monkeypatch):
+    fake_dot_on_path(tmp_path, monkeypatch)
+    x = symgrad.tensor([1.0, 2.0], requires_grad=True)
+    out = (x * x).sum()
+    target = tmp_path / "graph.svg"
+    text = symgrad.to_dot(out, svg=str(target))
+    assert text == symgrad.to_dot(out)   # the DOT text, as without svg=
+    svg = target.read_text()
+    assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg">') and svg.rstrip().endswith("</svg>")
+    assert text in svg   # dot was given exactly the DOT text, on its standard input
+    from symgrad.formula import render_svg
+
+    assert render_svg("digraph { a -> b }") == '<svg xmlns="http://www.w3.org/2000/svg"><!--\ndigraph { a -> b }--></svg>\n'
+    with pytest.raises(RuntimeError, match="dot failed .*syntax error in line 1 near 'FAIL'"):
+        render_svg("digraph { FAIL }", str(tmp_path / "broken.svg"))
+    assert not (tmp_path / "broken.svg").exists()
+
+
+def test_to_dot_without_the_dot_program_warns_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))   # an empty directory: no dot anywhere
+    x = symgrad.tensor([1.0, 2.0], requires_grad=True)
+    target = tmp_path / "graph.svg"
+    with pytest.warns(RuntimeWarning, match="Graphviz's `dot` program is not installed"):
+        text = symgrad.to_dot((x * x).sum(), svg=str(target))
+    assert text.startswith("digraph symgrad {") and not target.exists()
+    from symgrad.formula import render_svg
+
+    assert render_svg("digraph { a -> b }") is None
+
+
 def test_to_dot_of_a_tensor_without_history():
     text = symgrad.to_dot(symgrad.ones(2))
     assert "cluster_backward" not in text and text.endswith("}\n")
