@@ -71,12 +71,15 @@ def two_layer(out):
     loss = ((x @ w1).clamp(min=0) @ w2 - y).pow(2).sum()
     fs = torch.formula(loss, [w1, w2])
     loss.backward()
+    matrix = fs["w2"].sympy()
     out.result(f"""\
         print(fs)
         {_indent(str(fs), 8)}
         print(fs.pretty())
         {_indent(fs.pretty(), 8)}
-        numpy reproduces w1.grad: {reproduces(fs["w1"], w1.grad)}, w2.grad: {reproduces(fs["w2"], w2.grad)}""")
+        numpy reproduces w1.grad: {reproduces(fs["w1"], w1.grad)}, w2.grad: {reproduces(fs["w2"], w2.grad)}
+        print(fs["w2"].sympy())   # a SymPy matrix expression: {type(matrix).__name__} of shape {matrix.shape}
+        {matrix}""")
 
 
 def model(out, loss_name):
@@ -115,6 +118,36 @@ def gallery(out):
         (g,) = torch.autograd.grad(out_, x, retain_graph=True)
         lines.append(f"{f}    (numpy reproduces it: {reproduces(f, g)})")
     out.result("\n".join(lines), dedent=False)
+
+
+def deep_chain(out):
+    out.section("A chain 300 steps deep", """
+        x = torch.tensor([0.5, -0.2, 1.5], requires_grad=True)
+        y = x
+        for _ in range(300):
+            y = y.tanh()
+        f = torch.formula(y.sum(), x)""")
+    x = torch.tensor([0.5, -0.2, 1.5], requires_grad=True)
+    y = x
+    for _ in range(300):
+        y = y.tanh()
+    f = torch.formula(y.sum(), x)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    text = str(f)
+    depth = max(_nesting_depths(text))
+    out.result(f"""\
+        str(f)[:160]   {text[:160]}...
+        str(f)[-80:]   ...{text[-80:]}
+        {len(text)} characters, brackets nested {depth} deep at most, {len(f.where())} names
+        numpy reproduces it: {reproduces(f, g)}""")
+
+
+def _nesting_depths(text):
+    level = 0
+    for char in text:
+        level += char in "([{"
+        level -= char in ")]}"
+        yield level
 
 
 def _indent(text, spaces):
@@ -174,7 +207,16 @@ would: `str(f)` is one line of Python over your tensors' names that numpy evalua
   (scipy.special.erf), `softmax(x, axis=)`, `scatter_add(base, index, src, axis=)`, `assemble(shape,
   regions, *parts)` and `window(x, shape, maps)` where numpy has no expression. Comparisons print as `>`,
   `>=`, `==`, combined with `&`, `|`, `~`.
-* `symgrad.to_dot(tensor)` gives Graphviz DOT text of the forward and backward graphs.
+* `f.sympy()`: elementwise formulas as ordinary SymPy; formulas with `@` or `.T` as SymPy matrix
+  expressions (MatrixSymbol, MatMul, Transpose, HadamardProduct, elementwise functions as
+  ElementwiseApplyFunction): `f.sympy().subs(f.sympy_values()).doit()` computes the gradient.
+  `f.sympy(cse=True)` gives the named subexpressions as definitions, like `sympy.cse`.
+* `symgrad.to_dot(tensor)` gives Graphviz DOT text of the forward and backward graphs (`svg="g.svg"`
+  draws it with Graphviz's `dot` when installed).
+* `symgrad.inspect(tensor)` shows the compiled programs computing a tensor, forward and backward;
+  `symgrad.inspect(fn, *args)` runs `fn` and shows every program it runs (a training step: forward and
+  backward, then the optimizer's update), each labelled with the line that ran it: each kernel's formula
+  over your tensors' names (`str()`), its LLVM IR and the assembly (`listing()`).
 """
 
 
@@ -189,6 +231,7 @@ def main():
     model(out, "MSELoss")
     model(out, "CrossEntropyLoss")
     gallery(out)
+    deep_chain(out)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(HEADER + out.buffer.getvalue())
