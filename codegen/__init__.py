@@ -2,7 +2,8 @@
 
 This package knows nothing of tensors or autograd. Its contract is plain data (`Program`, `Kernel`,
 `Gemm`, `Load`, `Store` and SymPy expressions); `compile_program` turns one into a native callable.
-`Gemm` entries call numpy's bundled OpenBLAS; `set_num_threads`/`get_num_threads` control its threads.
+`Gemm` entries call numpy's bundled OpenBLAS. Large kernels run on several threads started from the
+generated code (`parallel`); `set_num_threads`/`get_num_threads` control them and OpenBLAS's together.
 
 >>> import numpy as np, sympy
 >>> x = sympy.Symbol("x", real=True)
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import ctypes
 
-from . import blas
-from .blas import get_num_threads, set_num_threads
+from . import blas, memory, parallel
+from .parallel import get_num_threads, set_num_threads
 from .jit import PROGRAM_SIGNATURE, Compiled, compile_count, compile_ir
 from .kernel import CASTS, Cast, Gemm, IsNan, Kernel, Load, Program, Store, to_float32, to_float64, to_int64
 from .lower import canonical_loops, lower_program
@@ -25,7 +26,7 @@ from .lower import canonical_loops, lower_program
 __all__ = [
     "CASTS", "Cast", "Gemm", "IsNan", "Kernel", "Load", "Program", "Store", "to_float32", "to_float64", "to_int64",
     "NativeProgram", "compile_program", "compile_count", "lower_program", "canonical_loops",
-    "blas", "set_num_threads", "get_num_threads",
+    "blas", "memory", "parallel", "set_num_threads", "get_num_threads",
 ]
 
 

@@ -69,6 +69,12 @@ def _host():
     return tm, llvm.create_lljit_compiler(tm), cpu, features
 
 
+@functools.cache
+def host_has(feature: str) -> bool:
+    """Whether the host CPU has `feature` (an LLVM feature name such as "avx512f")."""
+    return f"+{feature}" in _host()[3].split(",")
+
+
 def target_machine():
     """The host target machine (its CPU name and feature string are part of the disk cache key)."""
     return _host()[0]
@@ -95,22 +101,28 @@ def external_symbols(module) -> dict[str, int]:
     """Addresses for the functions `module` (a ModuleRef or IR text) declares that the process does not
     export by name.
 
-    Only BLAS today: numpy loads its OpenBLAS privately (RTLD_LOCAL), so `add_current_process()`
-    cannot see `scipy_cblas_*`. Modules that call no BLAS never touch (or need) OpenBLAS.
+    BLAS: numpy loads its OpenBLAS privately (RTLD_LOCAL), so `add_current_process()` cannot see
+    `scipy_cblas_*`; modules that call no BLAS never touch (or need) OpenBLAS. And the thread count
+    that split kernels read (`parallel.SYMBOL`, a variable of this process).
     """
+    from . import parallel
+
     if isinstance(module, str):
         wanted = sorted(set(_BLAS_DECLARATION.findall(module)))
+        threaded = re.search(rf'^@"?{parallel.SYMBOL}"? = external global', module, re.MULTILINE) is not None
     else:
         wanted = [f.name for f in module.functions if f.is_declaration and f.name.startswith("scipy_cblas_")]
+        threaded = any(g.name == parallel.SYMBOL for g in module.global_variables)
+    found = parallel.symbols() if threaded else {}
     if not wanted:
-        return {}
+        return found
     from . import blas
 
     available = blas.symbols()
     missing = [name for name in wanted if name not in available]
     if missing:
         raise RuntimeError(f"codegen.jit: no address known for {', '.join(missing)} (known: {', '.join(available)})")
-    return {name: available[name] for name in wanted}
+    return {**found, **{name: available[name] for name in wanted}}
 
 
 @dataclass

@@ -20,13 +20,16 @@ True
 from __future__ import annotations
 
 import math
+import re
+from fractions import Fraction
 
 import llvmlite.ir as ir
+import numpy as np
 import sympy
 from sympy.core.relational import Relational
 from sympy.logic.boolalg import BooleanAtom, BooleanFunction
 
-from . import blas, mathlib
+from . import blas, mathlib, parallel, rewrite
 from .kernel import Cast, Gemm, Kernel, Program, Store
 
 I1, I8, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(64)
@@ -62,7 +65,33 @@ def lower_program(program: Program, entry: str = "program") -> str:
         args = [addresses[i] for i in buffers] + [scalars[program.scalars.index(s)] for s in symbols]
         b.call(kernel_fn, args)
     b.ret_void()
-    return str(module)
+    return _distinct_loop_ids(str(module))
+
+
+# Loops whose bodies evaluate transcendental functions run 4 vectors per trip: the polynomial chains are
+# long, and LLVM's default of 2 leaves the vector units waiting on them (~10% slower, measured on the
+# elementwise benchmark's kernel). A marker node per loop becomes its distinct loop ID in the text.
+INTERLEAVE_HEAVY = 4
+_LOOP_MARK = "codegen.loop."
+_MARKED_LOOP = re.compile(r'^(!\d+) = !{ ?!"codegen\.loop\.\d+" ?}$', re.MULTILINE)
+
+
+def _loop_hint(module: ir.Module):
+    """The `!llvm.loop` node for one more heavy loop (made distinct and self-referencing by
+    `_distinct_loop_ids`; llvmlite cannot write either)."""
+    count = getattr(module, "_codegen_loops", 0)
+    module._codegen_loops = count + 1
+    if count == 0:
+        module._codegen_interleave = module.add_metadata(
+            [ir.MetaDataString(module, "llvm.loop.interleave.count"), ir.Constant(ir.IntType(32), INTERLEAVE_HEAVY)])
+    return module.add_metadata([ir.MetaDataString(module, f"{_LOOP_MARK}{count}")])
+
+
+def _distinct_loop_ids(text: str) -> str:
+    if _LOOP_MARK not in text:
+        return text
+    hint = re.search(r'^(!\d+) = !{ ?!"llvm\.loop\.interleave\.count"', text, re.MULTILINE).group(1)
+    return _MARKED_LOOP.sub(lambda m: f"{m.group(1)} = distinct !{{{m.group(1)}, {hint}}}", text)
 
 
 def _kernel_arguments(program: Program, kernel: Kernel | Gemm):
@@ -144,21 +173,121 @@ class _KernelLowering:
         self.scalar_args = dict(zip(symbols, fn.args[len(buffers):]))
         self.builder = ir.IRBuilder(fn.append_basic_block("entry"))
         self.shape, self.load_strides, self.store_strides = canonical_loops(kernel)
-        if 0 not in kernel.shape:
-            self._initialise_reductions()
+        self.exprs = rewrite.prepare([store.expr for store in kernel.stores])
+        self.tanh_sigmoid = rewrite.tanh_sigmoid_pairs(self.exprs)
+        self.heavy = _functions(self.exprs) > 0
+        depth = len(self.shape)
+        # Reductions whose innermost axis is reduced keep a register accumulator over that loop.
+        self.in_register = [
+            s.reduce in REGISTER_REDUCTIONS and s.index is None and depth > 0 and strides[-1] == 0
+            for s, strides in zip(kernel.stores, self.store_strides)
+        ]
+        self._initialise_reductions()
+        split = self._split() if 0 not in kernel.shape else None
+        if split is not None:
+            self._emit_parallel(index, buffers, symbols, *split)
+        elif 0 not in kernel.shape:
             self._emit_nest()
-        else:
-            self._initialise_reductions()
         self.builder.ret_void()
 
+    # -- threads -----------------------------------------------------------------------------------
+    def _split(self):
+        """(row alignment, most threads worth using) when the outermost loop can be cut into chunks
+        run by different threads and the kernel is large enough to gain from it; else None.
+
+        Rows may go to different threads when no two rows write the same place: each store either
+        moves along axis 0 with rows that do not overlap, or (one-axis kernels) is a register
+        reduction along it, whose per-chunk partial results are combined in chunk order.
+        """
+        shape, depth = self.shape, len(self.shape)
+        if depth == 0 or shape[0] < 2:
+            return None
+        for store, strides, reg in zip(self.kernel.stores, self.store_strides, self.in_register):
+            if store.index is not None:
+                return None  # scatter: rows may collide
+            if strides[0] == 0:
+                if not (reg and depth == 1):
+                    return None
+            elif abs(strides[0]) <= sum(abs(s) * (n - 1) for s, n in zip(strides[1:], shape[1:])):
+                return None  # rows overlap
+        work = math.prod(shape) * _cost_per_element(self.kernel, self.exprs)
+        limit = int(work // parallel.MIN_WORK_NS)
+        if limit < 2:
+            return None
+        if depth == 1:
+            # whole SUM_BLOCKs per chunk keep each block's float32 partial sum what one thread computes;
+            # otherwise whole vectors (16 floats x 4 interleaved)
+            align = SUM_BLOCK if any(self.in_register) else 64
+        else:
+            align = 1
+        limit = min(limit, -(-shape[0] // align))
+        return (align, limit) if limit >= 2 else None
+
+    def _emit_parallel(self, index, buffers, symbols, align, limit):
+        """The kernel as a range function over rows [start, start + count), and this function
+        dispatching chunks of rows to threads, then folding the chunks' partial reductions."""
+        module, main = self.module, self.function
+        arg_types = [PTR] * len(buffers) + [F64] * len(symbols) + [I64, I64, PTR]
+        range_fn = ir.Function(module, ir.FunctionType(ir.VoidType(), arg_types), name=f"kernel{index}_range")
+        range_fn.linkage = "internal"
+        range_fn.attributes.add("nounwind")
+        for arg in range_fn.args[: len(buffers)]:
+            arg.add_attribute("noalias")
+        start, count, partials = range_fn.args[-3:]
+        saved = self.builder, self.pointer, self.scalar_args
+        self.builder = ir.IRBuilder(range_fn.append_basic_block("entry"))
+        self.pointer = dict(zip(buffers, range_fn.args))
+        self.scalar_args = dict(zip(symbols, range_fn.args[len(buffers):len(buffers) + len(symbols)]))
+        self._emit_nest(start, count, partials)
+        self.builder.ret_void()
+        self.builder, self.pointer, self.scalar_args = saved
+        task = parallel.task_function(module, f"kernel{index}_task", range_fn, len(buffers), len(symbols))
+        arguments = list(main.args)
+        # register reductions along the split axis (one-axis kernels) leave one partial per chunk
+        reducing = [(st, d) for st, d, r in zip(self.kernel.stores, self._store_dtypes(), self.in_register)
+                    if r and len(self.shape) == 1]
+        threads, slots = parallel.dispatch(module, self.builder, self._loop, range_fn, task, arguments,
+                                           self.shape[0], align, limit, len(reducing))
+        if not reducing:
+            return
+        b = self.builder
+        wide = [_accumulator_dtype(st.reduce, d) for st, d in reducing]
+
+        def partial(t, j):
+            ty = REGISTER_TYPE[wide[j]]  # every slot is 8 bytes wide
+            slot = b.gep(slots, [b.add(b.mul(t, ir.Constant(I64, len(reducing))), ir.Constant(I64, j))],
+                         source_etype=I64)
+            return b.load(slot, typ=ty)
+
+        firsts = [partial(ir.Constant(I64, 0), j) for j in range(len(reducing))]
+        totals = self._loop(b.sub(threads, ir.Constant(I64, 1)), lambda i, acc: [
+            self._combine(st.reduce, w, a, partial(b.add(i, ir.Constant(I64, 1)), j))
+            for j, ((st, _), w, a) in enumerate(zip(reducing, wide, acc))], firsts)
+        stores = self._base_pointers(self.kernel.stores)
+        finals = iter(zip(totals, wide))
+        for store, ptr, dtype, reg in zip(self.kernel.stores, stores, self._store_dtypes(), self.in_register):
+            if reg:  # (all register reductions reduce the one axis here)
+                total, w = next(finals)
+                self._store(store, ptr, dtype, self._convert(total, w, dtype))
+
+    def _store_dtypes(self):
+        return [self.program.buffers[s.buffer] for s in self.kernel.stores]
+
     # -- loops -------------------------------------------------------------------------------------
-    def _loop(self, count: int, body, carried=()):
-        """Emit `for i in range(count)` (count >= 1); `body(i, carried)` returns the next carried values."""
+    def _loop(self, count, body, carried=(), innermost=False):
+        """Emit `for i in range(count)`; `body(i, carried)` returns the next carried values. `count` is
+        an int >= 1 or an i64 value (then the loop is skipped when it is not positive). An `innermost`
+        loop of a kernel with transcendental functions gets an interleave hint."""
         b = self.builder
         before = b.block
         header = b.append_basic_block("loop")
         done = b.append_basic_block("done")
-        b.branch(header)
+        dynamic = not isinstance(count, int)
+        if dynamic:
+            b.cbranch(b.icmp_signed(">", count, ir.Constant(I64, 0)), header, done)
+        else:
+            b.branch(header)
+            count = ir.Constant(I64, count)
         b.position_at_end(header)
         i = b.phi(I64, name="i")
         i.add_incoming(ir.Constant(I64, 0), before)
@@ -173,8 +302,18 @@ class _KernelLowering:
         i.add_incoming(following, latch)
         for phi, value in zip(phis, updated):
             phi.add_incoming(value, latch)
-        b.cbranch(b.icmp_unsigned("<", following, ir.Constant(I64, count)), header, done)
+        branch = b.cbranch(b.icmp_unsigned("<", following, count), header, done)
+        if innermost and self.heavy:
+            branch.set_metadata("llvm.loop", _loop_hint(self.module))
         b.position_at_end(done)
+        if dynamic and carried:
+            results = []
+            for value, new in zip(carried, updated):
+                phi = b.phi(value.type)
+                phi.add_incoming(value, before)
+                phi.add_incoming(new, latch)
+                results.append(phi)
+            return results
         return updated
 
     def _advance(self, pointers, strides, axis, index, dtypes):
@@ -225,27 +364,30 @@ class _KernelLowering:
 
         self._loop(sizes[0], body)
 
-    def _emit_nest(self):
+    def _emit_nest(self, start=None, rows=None, partials=None):
+        """The loop nest; with `start`/`rows` (i64 values) only rows [start, start + rows) of the
+        outermost axis, and register reductions along it written to the 8-byte slots `partials`."""
         kernel = self.kernel
         load_dtypes = [self.program.buffers[a.buffer] for a in kernel.loads]
-        store_dtypes = [self.program.buffers[s.buffer] for s in kernel.stores]
+        store_dtypes = self._store_dtypes()
         loads = self._base_pointers(kernel.loads)
         stores = self._base_pointers(kernel.stores)
+        if start is not None:
+            loads = self._advance(loads, self.load_strides, 0, start, load_dtypes)
+            stores = self._advance(stores, self.store_strides, 0, start, store_dtypes)
         depth = len(self.shape)
-        # Reductions whose innermost axis is reduced keep a register accumulator over that loop.
-        in_register = [
-            s.reduce in REGISTER_REDUCTIONS and s.index is None and depth > 0 and strides[-1] == 0
-            for s, strides in zip(kernel.stores, self.store_strides)
-        ]
+        in_register = self.in_register
 
         def descend(axis, loads, stores):
+            count = rows if axis == 0 and rows is not None else (self.shape[axis] if axis < depth else None)
             if axis == depth - 1 and any(in_register):
-                self._innermost_with_accumulators(loads, stores, load_dtypes, store_dtypes, in_register)
+                self._innermost_with_accumulators(loads, stores, load_dtypes, store_dtypes, in_register, count,
+                                                  partials if axis == 0 else None)
                 return
             if axis == depth:
                 body = _Body(self, loads, load_dtypes)
-                for store, ptr, dtype in zip(kernel.stores, stores, store_dtypes):
-                    self._store(store, ptr, dtype, body.value(store.expr, dtype), body)
+                for store, expr, ptr, dtype in zip(kernel.stores, self.exprs, stores, store_dtypes):
+                    self._store(store, ptr, dtype, body.value(expr, dtype), body)
                 return
 
             def body(i, _):
@@ -253,18 +395,20 @@ class _KernelLowering:
                         self._advance(stores, self.store_strides, axis, i, store_dtypes))
                 return []
 
-            self._loop(self.shape[axis], body)
+            self._loop(count, body, (), innermost=axis == depth - 1)
 
         descend(0, loads, stores)
 
-    def _innermost_with_accumulators(self, loads, stores, load_dtypes, store_dtypes, in_register):
+    def _innermost_with_accumulators(self, loads, stores, load_dtypes, store_dtypes, in_register, count,
+                                     partials=None):
         """The innermost loop of a kernel that reduces along it, with accumulators in registers.
 
         float32 sums accumulate in float32 over blocks of SUM_BLOCK elements (full-width vectors) and
         each block's sum is added to a float64 total, which keeps 4M-element sums accurate to ~1e-7.
+        `count` is the loop's length (an int, or an i64 value for a thread's chunk); with `partials`
+        the totals go to those 8-byte slots, in order, instead of memory.
         """
         kernel, axis, b = self.kernel, len(self.shape) - 1, self.builder
-        count = self.shape[axis]
         reducing = [(s, d) for s, d, r in zip(kernel.stores, store_dtypes, in_register) if r]
         narrow = [d for s, d in reducing]
         wide = [_accumulator_dtype(s.reduce, d) for s, d in reducing]
@@ -277,26 +421,40 @@ class _KernelLowering:
                 inner_stores = self._advance(stores, self.store_strides, axis, index, store_dtypes)
                 values = _Body(self, inner_loads, load_dtypes)
                 updated, result = iter(accumulators), []
-                for store, ptr, dtype, reg in zip(kernel.stores, inner_stores, store_dtypes, in_register):
+                for store, expr, ptr, dtype, reg in zip(kernel.stores, self.exprs, inner_stores, store_dtypes,
+                                                        in_register):
                     if reg:
-                        value = values.value(store.expr, dtype)
+                        value = values.value(expr, dtype)
                         result.append(self._combine(store.reduce, dtype, next(updated), value))
                     else:
-                        self._store(store, ptr, dtype, values.value(store.expr, dtype), values)
+                        self._store(store, ptr, dtype, values.value(expr, dtype), values)
                 return result
 
             starts = [_const(REGISTER_TYPE[d], _identity(s.reduce, d)) for (s, _), d in zip(reducing, narrow)]
-            partial = self._loop(size, body, starts)
+            partial = self._loop(size, body, starts, innermost=True)
             return [self._combine(s.reduce, w, t, self._convert(p, n, w))
                     for (s, _), n, w, t, p in zip(reducing, narrow, wide, totals, partial)]
 
         totals = [_const(REGISTER_TYPE[w], _identity(s.reduce, w)) for (s, _), w in zip(reducing, wide)]
-        blocks, rest = divmod(count, SUM_BLOCK) if wide != narrow else (0, count)
-        if blocks:
+        if isinstance(count, int):
+            blocks, rest = divmod(count, SUM_BLOCK) if wide != narrow else (0, count)
+            first_of_rest = ir.Constant(I64, blocks * SUM_BLOCK)
+        elif wide != narrow:
+            blocks = b.udiv(count, ir.Constant(I64, SUM_BLOCK))
+            rest = b.urem(count, ir.Constant(I64, SUM_BLOCK))
+            first_of_rest = b.mul(blocks, ir.Constant(I64, SUM_BLOCK))
+        else:
+            blocks, rest, first_of_rest = 0, count, ir.Constant(I64, 0)
+        if not isinstance(blocks, int) or blocks:
             totals = self._loop(blocks, lambda k, acc: block(
                 b.mul(k, ir.Constant(I64, SUM_BLOCK), flags=("nuw", "nsw")), SUM_BLOCK, acc), totals)
-        if rest:
-            totals = block(ir.Constant(I64, blocks * SUM_BLOCK), rest, totals)
+        if not isinstance(rest, int) or rest:
+            totals = block(first_of_rest, rest, totals)
+        if partials is not None:
+            for j, total in enumerate(totals):
+                slot = b.gep(partials, [ir.Constant(I64, j)], source_etype=I64)  # 8-byte slots
+                b.store(total, slot)
+            return
         finals = iter(totals)
         for store, ptr, dtype, reg in zip(kernel.stores, stores, store_dtypes, in_register):
             if reg:
@@ -336,6 +494,40 @@ class _KernelLowering:
 
     def _convert(self, value, source: str, target: str):
         return convert(self.builder, value, source, target)
+
+
+_TRANSCENDENTAL = (sympy.exp, sympy.log, sympy.tanh, sympy.sin, sympy.cos, sympy.erf, rewrite.Sigmoid)
+
+
+def _cost_per_element(kernel: Kernel, exprs) -> float:
+    """A rough one-core cost in nanoseconds per point of a kernel's index space, to decide whether
+    splitting it across threads pays: ~0.3 ns per memory stream (a 4-byte stream out of cache moves
+    at ~10 GB/s), ~0.4 ns per transcendental function (a vectorized polynomial with zmm registers),
+    ~0.03 ns per other operation."""
+    streams = sum(1 for a in (*kernel.loads, *kernel.stores) if any(a.strides))
+    functions, operations = _count_operations(exprs)
+    return 0.3 * streams + 0.4 * functions + 0.03 * operations
+
+
+def _functions(exprs) -> int:
+    return _count_operations(exprs)[0]
+
+
+def _count_operations(exprs):
+    """(transcendental functions, other operations) among the distinct subexpressions of `exprs`."""
+    functions = operations = 0
+    seen, stack = set(), list(exprs)
+    while stack:
+        e = stack.pop()
+        if e in seen or not e.args:
+            continue
+        seen.add(e)
+        if isinstance(e, _TRANSCENDENTAL) or (e.is_Pow and not e.exp.is_Integer):
+            functions += 1
+        else:
+            operations += 1
+        stack.extend(e.args)
+    return functions, operations
 
 
 def _accumulator_dtype(reduce, dtype):
@@ -457,19 +649,67 @@ class _Body:
     # -- arithmetic ----------------------------------------------------------------------------------
     def _print_Add(self, e, dtype):
         b, floats = self.b, dtype in FLOATS
+        factored = rewrite.factor_add(e) if floats else None
+        if factored is not None:
+            content, common, inner = factored
+            value = self.value(inner, dtype)
+            for factor in common:
+                value = b.fmul(value, self.value(factor, dtype), flags=ARITH)
+            return self._times_rational(value, content, dtype)
         plus, minus = [], []
+        # Terms whose coefficients share a denominator q are summed first and divided once:
+        # the gradient of a mean puts 1/N on every term (powers of two are exact products instead).
+        over: dict = {}
         for term in e.args:
             coeff, rest = term.as_coeff_Mul()
-            if coeff.is_negative:
+            if floats and coeff.is_Rational and coeff.q != 1 and self._exact_constant(coeff, dtype) is None:
+                over.setdefault(coeff.q, []).append((coeff.p, rest, term))
+            elif coeff.is_negative:
                 minus.append(self.value(-coeff * rest, dtype))
             else:
                 plus.append(self.value(term, dtype))
+        for q, members in over.items():
+            if len(members) == 1:
+                p, rest, term = members[0]
+                (minus if p < 0 else plus).append(self.value(-term if p < 0 else term, dtype))
+                continue
+            total = None
+            for p, rest, _ in members:
+                value = self._times_integer(self.value(rest, dtype), abs(p), dtype)
+                if total is None:
+                    total = b.fneg(value) if p < 0 else value
+                else:
+                    total = (b.fsub if p < 0 else b.fadd)(total, value, flags=ARITH)
+            plus.append(b.fdiv(total, self._print_Number(q, dtype), flags=ARITH))
         total = plus[0] if plus else (b.fneg(minus.pop(0)) if floats else b.neg(minus.pop(0)))
         for v in plus[1:]:
             total = b.fadd(total, v, flags=ARITH) if floats else b.add(total, v)
         for v in minus:
             total = b.fsub(total, v, flags=ARITH) if floats else b.sub(total, v)
         return total
+
+    def _times_rational(self, value, coeff, dtype):
+        """value * coeff (a positive Rational): one product when coeff is exact in `dtype`, else
+        value * p / q as `_print_Mul` does."""
+        if coeff == 1:
+            return value
+        exact = self._exact_constant(coeff, dtype)
+        if exact is not None:
+            return self.b.fmul(value, self._print_Number(exact, dtype), flags=ARITH)
+        value = self._times_integer(value, coeff.p, dtype)
+        return value if coeff.q == 1 else self.b.fdiv(value, self._print_Number(coeff.q, dtype), flags=ARITH)
+
+    def _times_integer(self, value, p, dtype):
+        return value if p == 1 else self.b.fmul(self._print_Number(p, dtype), value, flags=ARITH)
+
+    @staticmethod
+    def _exact_constant(coeff, dtype):
+        """`coeff` (a Rational) as a float of `dtype` if that float is exactly it, else None:
+        multiplying by an exact 2**-22 rounds like dividing by 2**22, and costs far less."""
+        value = (np.float32 if dtype == "float32" else np.float64)(float(coeff))
+        if np.isfinite(value) and value != 0 and Fraction(float(value)) == Fraction(coeff.p, coeff.q):
+            return float(value)
+        return None
 
     def _print_Mul(self, e, dtype):
         b, floats = self.b, dtype in FLOATS
@@ -484,7 +724,8 @@ class _Body:
         negate = coeff.is_negative
         coeff = abs(coeff)
         if coeff != 1:
-            if floats and coeff.is_Rational and coeff.q != 1:
+            exact = self._exact_constant(coeff, dtype) if floats and coeff.is_Rational else None
+            if floats and coeff.is_Rational and coeff.q != 1 and exact is None:
                 # NOTE: x * 1/3 rounds twice; x * p / q matches torch's x / q for mean's 1/N.
                 if coeff.p != 1:
                     numerator.insert(0, self._print_Number(coeff.p, dtype))
@@ -554,7 +795,21 @@ class _Body:
         return self._math("log", e.args[0], dtype=dtype)
 
     def _print_tanh(self, e, dtype):
+        if e.args[0] in self.lowering.tanh_sigmoid and dtype in FLOATS:
+            return self._tanh_sigmoid(e.args[0], dtype)[0]
         return self._math("tanh", e.args[0], dtype=dtype)
+
+    def _print_Sigmoid(self, e, dtype):
+        if e.args[0] in self.lowering.tanh_sigmoid and dtype in FLOATS:
+            return self._tanh_sigmoid(e.args[0], dtype)[1]
+        return self._math("sigmoid", e.args[0], dtype=dtype)
+
+    def _tanh_sigmoid(self, argument, dtype):
+        """Both values at once; each is memoised under its own expression."""
+        tanh, sigmoid = mathlib.emit_tanh_sigmoid(self.b, self.value(argument, dtype))
+        self.memo[(sympy.tanh(argument), dtype)] = tanh
+        self.memo[(rewrite.Sigmoid(argument), dtype)] = sigmoid
+        return tanh, sigmoid
 
     def _print_sin(self, e, dtype):
         return self._math("sin", e.args[0], dtype=dtype)

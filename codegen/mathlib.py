@@ -21,17 +21,22 @@ it LLVM lowers llvm.fma to a libm ``fma`` call and the loop is no longer call-fr
 Algorithms (polynomial coefficients: minimax fits made with mpmath's Remez-like exchange
 for each precision; see the tests for measured errors):
 
-* exp:   n = rint(x/ln2), r = x - n*ln2 (two FMAs, the first exact), exp(r) = 1 + r + r^2/2
-         + r^3*Q(r), result scaled by 2^n in two steps so results in the denormal range round
-         once and 2^128 / 2^1024 are reachable before overflowing to inf.
+* exp:   n = rint(x/ln2) (by adding 1.5*2^23 / 2^52 inside the FMA that scales x, so the integer
+         n is read off the bits), r = x - n*ln2 (two FMAs, the first exact), exp(r) = 1 + r + r^2/2
+         + r^3*Q(r), result scaled by 2^n: with AVX-512 by `llvm.ldexp` (`vscalefps`), otherwise in
+         two steps, so that results in the denormal range round once and 2^128 / 2^1024 are
+         reachable before overflowing to inf.
 * expm1: same reduction; 2^n*(1+p) - 1 evaluated as fma(2^n, p, 2^n - 1).
 * log:   x = 2^k*m, m in [sqrt(1/2), sqrt(2)) by integer ops on the bits; fdlibm's form
          log(m) = f - (f^2/2 - s*(f^2/2 + R(s^2))), s = f/(2+f); denormals pre-scaled.
 * log1p: the log kernel on u = 1+x plus the rounding error of 1+x, c = (x-(u-1))/u.
-* tanh:  e = expm1(2|x|), tanh = e/(e+2) with the sign copied back (accurate near 0
-         because expm1 is); |x| clamped so e stays finite.
-* sigmoid: e = exp(-|x|); x >= 0: 1/(1+e), x < 0: e/(1+e). No exp overflow and full
-         relative accuracy for large negative x (results down to the denormals).
+* tanh and sigmoid share one reduction of -|x| (so a kernel needing both does it once, and
+         each has the same bits alone or together: `emit_tanh_sigmoid`): e = exp(-|x|) and
+         E = expm1(-|x|) come from the same n and polynomial.
+* tanh:  tanh(|x|) = -E(1+e)/(1+e^2), the sign copied back: no cancellation near 0 (E is
+         accurate there) nor near 1.
+* sigmoid: x >= 0: 1/(1+e), x < 0: e/(1+e). No exp overflow and full relative accuracy for
+         large negative x (results down to the denormals).
 * sin/cos: n = rint(x*2/pi), Cody-Waite r = x - n*pi/2 with pi/2 split in 4 (f32) or 3 (f64)
          parts applied by FMAs, then sin/cos minimax polynomials on |r| <= pi/4 (+ slack) and the
          quadrant picked by fcmp on n mod 4 (computed in floating point, no int conversion).
@@ -47,14 +52,14 @@ sigmoid(-inf) = 0, sin/cos(inf) = NaN, signed zeros preserved where C preserves 
 
 Measured max error in ULP of the correctly rounded result (tests/test_mathlib.py sweeps of
 ~240k points per function and dtype, long double / mpmath references). Deeper sweeps (44M f32
-bit patterns, 8M f64 points; docs/mathlib.md) found at most 0.25 ULP more, worst 2.50 (f64 tanh):
+bit patterns, 8M f64 points; docs/mathlib.md) found at most 0.25 ULP more, worst 3.26 (f64 tanh):
 
     function   f32    f64        function   f32    f64
     exp        1.48   1.40       sigmoid    2.19   2.29
     expm1      1.39   1.83       sin        1.46   1.45
     log        0.82   0.77       cos        1.49   1.43
     log1p      1.99   2.00       erf        1.21   0.89 (vs mpmath)
-    tanh       2.18   2.43       pow        1.00   1.28
+    tanh       3.11   3.17       pow        1.00   1.28
 
 All within the 4 ULP bar. sin/cos: that holds for |x| <= 3e5 (f32) and |x| <= 1e13 (f64).
 Beyond, the rounding of x*2/pi (f32) and the fixed-length pi/2 make the reduction inexact
@@ -166,8 +171,15 @@ _EXP_HI = {False: 89.0, True: 710.0}
 _EXP_LO = {False: -104.0, True: -746.0}
 # expm1 saturates to -1 below these (e^x < half an ulp of 1); keeps 2^n a normal number.
 _EXPM1_LO = {False: -30.0, True: -40.0}
-# tanh(x) rounds to +-1 beyond these; clamping keeps expm1(2|x|) finite (no inf/inf).
-_TANH_SAT = {False: 10.0, True: 22.0}
+
+
+def _scalef() -> bool:
+    """Whether the host has AVX-512 (F): LLVM then lowers a vectorized `llvm.ldexp` to `vscalefps`
+    (one instruction for exp's 2^n scaling). Without it the same intrinsic becomes one libm call
+    per lane, so the integer-bits scaling is used instead."""
+    from . import jit
+
+    return jit.host_has("avx512f")
 
 
 class _Emitter:
@@ -303,6 +315,16 @@ class _Emitter:
         i = self.b.fptosi(a, self.i32)
         return self.b.sext(i, self.ity) if self.d else i
 
+    def ldexp(self, y, k):
+        """y * 2^k in one rounding, k an i32 (or <N x i32>): `vscalefps` with AVX-512."""
+        mod = self.b.module
+        isuffix = "i32" if self.lanes is None else f"v{self.lanes}i32"
+        full = f"llvm.ldexp.{self.suffix}.{isuffix}"
+        fn = mod.globals.get(full)
+        if fn is None:
+            fn = ir.Function(mod, ir.FunctionType(self.ty, [self.ty, self.i32]), name=full)
+        return self.b.call(fn, [y, k])
+
     def pow2i(self, k):
         """2^k as a float from an integer k of the same width (normal range only)."""
         e = self.b.add(k, self.ci(self.bias))
@@ -324,9 +346,19 @@ class _Emitter:
 # ---------------------------------------------------------------------------------------
 
 def _exp_reduce(m: _Emitter, x, lo=None):
-    """n = rint(x/ln2), r = x - n*ln2 (+ lo), p = expm1(r) by polynomial. x must be finite."""
+    """n = rint(x/ln2), r = x - n*ln2 (+ lo), p = expm1(r) by polynomial; returns (n, p, k) with k
+    the integer n (same-width int). |x| < 2^21 (f32) / 2^50 (f64); a NaN x gives NaN n and p and
+    some k.
+
+    n is rounded by adding 1.5 * 2^23 (2^52) in the FMA that scales x: the sum's low mantissa bits
+    are n itself, so k is one integer subtraction on the bits, with no rounding instruction and no
+    float-to-int conversion (both run on one execution port of x86 cores, which the rest of an
+    exp-heavy loop then waits for)."""
     d = m.d
-    n = m.rint(m.mul(x, m.c(_LOG2E)))
+    shifter = 1.5 * 2.0 ** m.mant
+    t = m.fma(x, m.c(_LOG2E), m.c(shifter))
+    n = m.sub(t, m.c(shifter))                  # exact: rint(x/ln2)
+    k = m.b.sub(m.b.bitcast(t, m.ity), m.b.bitcast(m.c(shifter), m.ity))
     nn = m.neg(n)
     r = m.fma(nn, m.c(_LN2_HI[d]), x)          # exact
     r = m.fma(nn, m.c(_LN2_LO[d]), r)
@@ -336,27 +368,28 @@ def _exp_reduce(m: _Emitter, x, lo=None):
     q = m.horner(r, _EXPM1_Q[d])
     q = m.fma(q, r, m.c(0.5))
     p = m.fma(q, r2, r)                         # r + r^2*(1/2 + r*Q(r))
-    return n, p
+    return n, p, k
 
 
 def _exp_core(m: _Emitter, x, lo=None):
-    """exp(x [+ lo]) for any non-NaN x (a NaN x gives a finite garbage value: callers patch)."""
+    """exp(x [+ lo]); a NaN x gives NaN (through the arithmetic)."""
     d = m.d
     # The clamp keeps 2^n's two factors normal; exp(89) = inf and exp(-104) = 0 in f32.
-    x = m.max_to(m.min_to(x, m.c(_EXP_HI[d])), m.c(_EXP_LO[d]))
-    n, p = _exp_reduce(m, x, lo)
+    x = m.clamp_keep_nan(x, m.c(_EXP_LO[d]), m.c(_EXP_HI[d]))
+    n, p, k = _exp_reduce(m, x, lo)
     y = m.add(m.c(1.0), p)
+    if _scalef():
+        # one instruction, the same single rounding
+        return m.ldexp(y, m.b.trunc(k, m.i32) if d else k)
     # Scale by 2^n as 2^(n>>1) * 2^(n - (n>>1)): the first product is exact, the second
     # rounds once, also when the result is denormal; 2^128 (2^1024) itself is not a float.
-    k = m.to_int(n)
     k1 = m.b.ashr(k, m.ci(1))
     k2 = m.b.sub(k, k1)
     return m.mul(m.mul(y, m.pow2i(k1)), m.pow2i(k2))
 
 
 def _exp(m: _Emitter, x):
-    y = _exp_core(m, x)
-    return m.sel(m.isnan(x), x, y)
+    return _exp_core(m, x)
 
 
 def _expm1_core(m: _Emitter, x):
@@ -364,8 +397,7 @@ def _expm1_core(m: _Emitter, x):
     d = m.d
     maxe = m.bias                                  # 127 / 1023: largest 2^k that is a float
     x = m.max_to(m.min_to(x, m.c(_EXP_HI[d])), m.c(_EXPM1_LO[d]))
-    n, p = _exp_reduce(m, x)
-    k = m.to_int(n)
+    n, p, k = _exp_reduce(m, x)
     big = m.b.icmp_signed(">", k, m.ci(maxe))
     k = m.b.select(big, m.ci(maxe), k)            # only n = 128 (1024) reaches this
     s = m.pow2i(k)
@@ -457,22 +489,57 @@ def _log1p(m: _Emitter, x):
 # tanh / sigmoid
 # ---------------------------------------------------------------------------------------
 
-def _tanh(m: _Emitter, x):
+def _exp_of_minus_abs(m: _Emitter, x):
+    """(e, p, k) with e = exp(-|x|) = 2^k (1+p) from one range reduction: tanh and sigmoid both
+    start here, so a kernel computing both shares it (and either one has the same bits alone).
+    |x| is capped where exp(-|x|) is 0; a NaN x stays NaN through p and e."""
+    d = m.d
     a = m.fabs(x)
-    a = m.sel(m.gt(a, m.c(_TANH_SAT[m.d])), m.c(_TANH_SAT[m.d]), a)   # NaN stays NaN
-    e = _expm1_core(m, m.mul(a, m.c(2.0)))
-    t = m.div(e, m.add(e, m.c(2.0)))        # (e^2a - 1)/(e^2a + 1): relative-accurate near 0
-    y = m.copysign(t, x)                     # also gives tanh(-0) = -0
-    return m.sel(m.isnan(x), x, y)
+    a = m.sel(m.gt(a, m.c(-_EXP_LO[d])), m.c(-_EXP_LO[d]), a)
+    n, p, k = _exp_reduce(m, m.neg(a))
+    if _scalef():
+        e = m.ldexp(m.add(m.c(1.0), p), m.b.trunc(k, m.i32) if d else k)
+    else:
+        k1 = m.b.ashr(k, m.ci(1))
+        e = m.mul(m.mul(m.add(m.c(1.0), p), m.pow2i(k1)), m.pow2i(m.b.sub(k, k1)))
+    return e, p, k
+
+
+def _tanh_from(m: _Emitter, x, e, p, k):
+    """tanh(|x|) = (1 - e^2)/(1 + e^2) with e = exp(-|x|) and 1 - e^2 = -E (1 + e), E = expm1(-|x|)
+    = fma(2^k, p, 2^k - 1) from the same reduction: no cancellation near 0, where E is accurate,
+    nor where e is small. Beyond the saturation E = -1 to working precision and the quotient
+    rounds to 1. The sign is copied back (tanh(-0) = -0)."""
+    low = m.ci(-(m.bias - 1))                          # 2^k stays a normal number
+    s = m.pow2i(m.b.select(m.b.icmp_signed("<", k, low), low, k))
+    big_e = m.fma(s, p, m.sub(s, m.c(1.0)))
+    t = m.div(m.mul(m.neg(big_e), m.add(m.c(1.0), e)), m.fma(e, e, m.c(1.0)))
+    return m.copysign(t, x)
+
+
+def _sigmoid_from(m: _Emitter, x, e):
+    """x >= 0: 1/(1+e), x < 0: e/(1+e): no exp overflow, and full relative accuracy for large
+    negative x (results down to the denormals) instead of 1/(1+huge)."""
+    return m.div(m.sel(m.lt(x, m.c(0.0)), e, m.c(1.0)), m.add(m.c(1.0), e))
+
+
+def _tanh(m: _Emitter, x):
+    return _tanh_from(m, x, *_exp_of_minus_abs(m, x))
 
 
 def _sigmoid(m: _Emitter, x):
-    # e = exp(-|x|) never overflows; for x < 0 use e/(1+e) so the result keeps its relative
-    # accuracy down to the denormals instead of 1/(1+huge).
-    e = _exp_core(m, m.neg(m.fabs(x)))
-    num = m.sel(m.lt(x, m.c(0.0)), e, m.c(1.0))
-    y = m.div(num, m.add(m.c(1.0), e))
-    return m.sel(m.isnan(x), x, y)
+    return _sigmoid_from(m, x, _exp_of_minus_abs(m, x)[0])
+
+
+def _tanh_sigmoid(m: _Emitter, x):
+    e, p, k = _exp_of_minus_abs(m, x)
+    return _tanh_from(m, x, e, p, k), _sigmoid_from(m, x, e)
+
+
+def emit_tanh_sigmoid(builder: ir.IRBuilder, x: ir.Value):
+    """(tanh(x), sigmoid(x)) sharing one exp range reduction: ~40% fewer instructions than the two
+    functions apart, and the same bits as each one alone (so fusing them changes no result)."""
+    return _tanh_sigmoid(_Emitter(builder, x.type), x)
 
 
 # ---------------------------------------------------------------------------------------
