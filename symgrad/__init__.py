@@ -117,3 +117,30 @@ def softmax(input, *args, **kwargs):
 def log_softmax(input, *args, **kwargs):
     """torch.log_softmax(input, dim, dtype=None)."""
     return _softmax(input, "log_softmax", args, kwargs, functional=True)
+
+
+def set_num_threads(int):  # noqa: A002 (torch's parameter name)
+    """torch.set_num_threads: threads that large kernels are split across, and OpenBLAS's too.
+
+    The default is the cores this process may use (or OMP_NUM_THREADS). Kernels too small to gain
+    from threads always run on the calling thread. Changing it recompiles nothing.
+    """
+    import builtins
+    import operator
+
+    import codegen
+
+    n = int
+    if isinstance(n, builtins.bool) or not hasattr(n, "__index__"):
+        raise RuntimeError(f"set_num_threads expects an int, but got {type(n).__name__}")
+    n = operator.index(n)
+    if n < 1:
+        raise RuntimeError("set_num_threads expects a positive integer")
+    codegen.set_num_threads(n)
+
+
+def get_num_threads():
+    """torch.get_num_threads: the thread count `set_num_threads` set (or the default)."""
+    import codegen
+
+    return codegen.get_num_threads()
