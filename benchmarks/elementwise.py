@@ -1,10 +1,11 @@
 """The elementwise chain mean(exp(tanh(x) * sigmoid(x) + x * x)) on 4M float32, forward + backward.
 
-Contenders: symgrad (one fused native program per step), numpy written by hand (the floor a careful
-user reaches without a compiler), torch eager (if installed). Also the memory floor: a forward+backward
-step must at least read x and write its gradient, 8 bytes per element, at the measured copy bandwidth.
+Contenders: symgrad (one fused native program per step) on 1 and 2 threads, numpy written by hand (the
+floor a careful user reaches without a compiler), torch eager (if installed) on 1 and 2 threads. Also
+the memory floor: a forward+backward step must at least read x and write its gradient, 8 bytes per
+element, at the measured (one-thread) copy bandwidth.
 
-Run: python benchmarks/elementwise.py [--threads 1]
+Run: python benchmarks/elementwise.py [--rounds 15]
 """
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ def symgrad_step(x):
     import symgrad
 
     return framework_step(symgrad, x)
+
+
+def on_threads(torch, n, step):
+    """`step` run with `torch.set_num_threads(n)` (symgrad's or torch's), for interleaved timing."""
+
+    def threaded():
+        torch.set_num_threads(n)
+        return step()
+
+    return threaded
 
 
 def numpy_step(x):
@@ -63,12 +74,16 @@ def main(argv=None) -> list[str]:
 
     data = np.random.default_rng(0).standard_normal(N).astype(np.float32) * 0.5
     x = symgrad.tensor(data, requires_grad=True)
-    contenders = {"symgrad": symgrad_step(x), "numpy (by hand)": numpy_step(data)}
+    threads_before = symgrad.get_num_threads()
+    contenders = {"symgrad": on_threads(symgrad, 1, symgrad_step(x)),
+                  "symgrad (2 threads)": on_threads(symgrad, 2, symgrad_step(x)),
+                  "numpy (by hand)": numpy_step(data)}
     try:
         import torch
 
-        torch.set_num_threads(1)
-        contenders["torch eager (1 thread)"] = torch_step(torch.tensor(data, requires_grad=True))
+        step = torch_step(torch.tensor(data, requires_grad=True))
+        contenders["torch eager (1 thread)"] = on_threads(torch, 1, step)
+        contenders["torch eager (2 threads)"] = on_threads(torch, 2, step)
     except ImportError:
         torch = None
 
@@ -79,13 +94,17 @@ def main(argv=None) -> list[str]:
     assert error < 1e-5, f"symgrad gradient differs from numpy float64 by {error:.2e}"
 
     medians = interleaved_medians(contenders, rounds=args.rounds)
+    symgrad.set_num_threads(threads_before)
+    if torch is not None:
+        torch.set_num_threads(1)
     floor = 8 * N / copy_bandwidth()
     medians["memory floor (8 B/elem)"] = floor
     baseline = "torch eager (1 thread)" if torch is not None else "numpy (by hand)"
-    extra = [f"symgrad / memory floor: {medians['symgrad'] / floor:.2f}x",
+    extra = [f"symgrad 1 thread / memory floor: {medians['symgrad'] / floor:.2f}x",
+             f"symgrad 2 threads vs 1 thread: {medians['symgrad'] / medians['symgrad (2 threads)']:.2f}x faster",
              f"max relative gradient error vs float64 numpy: {error:.1e}"]
-    return report(f"elementwise chain, {N} float32, forward+backward (median per step; pid {os.getpid()})",
-                  medians, baseline, extra)
+    return report(f"elementwise chain, {N} float32, forward+backward, 1 thread unless marked "
+                  f"(median per step; pid {os.getpid()})", medians, baseline, extra)
 
 
 if __name__ == "__main__":

@@ -31,13 +31,13 @@ def step_benchmark(argv, doc, data, symgrad_step, numpy_step, torch_step):
     compare against: torch when present, else numpy)."""
     import argparse
 
-    import codegen.blas
+    import codegen
     import symgrad
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
-    codegen.blas.set_num_threads(1)
+    codegen.set_num_threads(1)  # our kernels and OpenBLAS alike
     contenders = {"symgrad": symgrad_step(*data())[0], "symgrad.compile": symgrad.compile(symgrad_step(*data())[0]),
                   "numpy (by hand)": numpy_step(*data())[0]}
     try:
