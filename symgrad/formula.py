@@ -29,6 +29,15 @@ scalar factors multiply out as the expression is built. Nodes that move data bet
 stand for `a @ b`, `sum(a, axis=0)`, ... whose operands are SymPy expressions again. Broadcasting is
 numpy's: a value is printed at the smallest shape that broadcasts to the node's shape (`EXPAND` prints
 nothing), and only made explicit (`broadcast_to`) where an operation needs the exact shape.
+
+Every step is linear in the graph and none recurses deeper than a bounded piece, so a chain of
+hundreds of steps prints too: SymPy pieces are cut (as opaque "expr" parts) past MAX_DEPTH levels or
+MAX_NODES nodes; after SymPy's tidying and the idioms (`_rewrite_idioms`: softmax, factors out of sums),
+repeated subexpressions become parts (`_share_subexpressions`), and parts are named when naming
+shortens the text or when they would nest deeper than NAME_NESTING (`_choose_names`). `_one_line`
+writes each definition where it is first read, `(h := ...)`, or, past MAX_NESTING brackets, all of
+them first: `(h := ..., h1 := ..., formula)[-1]`. Values the scheduler computed midway (a graph
+past graph.PENDING_LIMIT nodes drops its history) are rebuilt from autograd's records (`_histories`).
 """
 from __future__ import annotations
 
@@ -48,7 +57,7 @@ from sympy.printing.str import StrPrinter
 
 from codegen import Gemm, IsNan
 
-from .graph import PENDING_LIMIT, Node, postorder
+from .graph import Node, postorder
 from .ops import OPS
 from .schedule import plan_for
 from .tensor import Tensor
@@ -600,10 +609,6 @@ def _tame(expr):
         elif not isinstance(atom, (sympy.Add, sympy.Mul, sympy.Symbol)):
             return False
     return True
-
-
-def _size(expr):
-    return sympy.count_ops(expr), len(sympy.sstr(expr))
 
 
 # -- printing ---------------------------------------------------------------------------------------
@@ -1903,17 +1908,6 @@ def _node_count(expr) -> int:
         count += 1
         stack.extend(e.args)
     return count
-
-
-def _live_parts(expr, parts):
-    live, stack = set(), [expr]
-    while stack:
-        e = stack.pop()
-        for s in e.free_symbols if isinstance(e, sympy.Basic) else ():
-            if s in parts and s not in live:
-                live.add(s)
-                stack.extend(parts[s].operands)
-    return live
 
 
 # -- inspect ----------------------------------------------------------------------------------------
