@@ -22,12 +22,8 @@ def data():
     return rng.random((BATCH, 3, SIZE, SIZE), dtype=np.float32), rng.random((BATCH, 1000), dtype=np.float32)
 
 
-def symgrad_step(x, labels):
-    import symgrad
-
-    symgrad.manual_seed(0)
-    model = symgrad.models.resnet18()
-    x, labels = symgrad.tensor(x), symgrad.tensor(labels)
+def _train_step(model, x, labels):
+    """Forward + backward of `(model(x) - labels).sum()`, the same code for symgrad and torch."""
 
     def step():
         model.zero_grad()
@@ -36,6 +32,13 @@ def symgrad_step(x, labels):
         return float(loss)
 
     return step, model
+
+
+def symgrad_step(x, labels):
+    import symgrad
+
+    symgrad.manual_seed(0)
+    return _train_step(symgrad.models.resnet18(), symgrad.tensor(x), symgrad.tensor(labels))
 
 
 def torch_step(x, labels, state):
@@ -45,15 +48,7 @@ def torch_step(x, labels, state):
 
     model = ResNet()
     model.load_state_dict({k: torch.tensor(v.numpy().copy()) for k, v in state.items()})
-    x, labels = torch.tensor(x), torch.tensor(labels)
-
-    def step():
-        model.zero_grad()
-        loss = (model(x) - labels).sum()
-        loss.backward()
-        return float(loss)
-
-    return step, model
+    return _train_step(model, torch.tensor(x), torch.tensor(labels))
 
 
 def main(argv=None) -> list[str]:
