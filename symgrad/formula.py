@@ -2092,7 +2092,7 @@ def inspect(target, *more, names: dict | None = None, backward: bool = True) -> 
         return _inspect_call(target, more, known)
     tensors = [target, *more]
     programs = []
-    found = plan_for([t._node for t in tensors], **_KEEP_KERNELS())
+    found = plan_for([t._node for t in tensors], need_program=True)
     if found is not None:
         programs.append(_program("forward", *found[:3], known, scalars=found[3]))
     if backward:
@@ -2109,7 +2109,7 @@ def inspect(target, *more, names: dict | None = None, backward: bool = True) -> 
             for leaf, g in zip(leaves, grads):
                 if g is not None:
                     known.grads[id(g._node)] = known.name_of(leaf._node)
-            found = plan_for([g._node for g in grads if g is not None], **_KEEP_KERNELS())
+            found = plan_for([g._node for g in grads if g is not None], need_program=True)
             if found is not None:
                 programs.append(_program("backward", *found[:3], known, scalars=found[3]))
     if not programs:
@@ -2261,10 +2261,10 @@ def _inspect_call(fn, args, known: _Known) -> Inspection:
         return result
 
     plan_for_as_usual = schedule.plan_for
-    keep = _KEEP_KERNELS()
 
     def plan_keeping_kernels(nodes, *rest, **options):
-        return plan_for_as_usual(nodes, *rest, **{**options, **keep})
+        # a plan rebuilt from its record on disk holds only its IR: ask for the kernel bodies
+        return plan_for_as_usual(nodes, *rest, **{**options, "need_program": True})
 
     known.remember()
     # NOTE: the hooks are this module's to set and restore: the scheduler knows nothing of inspection
@@ -2282,16 +2282,6 @@ def _inspect_call(fn, args, known: _Known) -> Inspection:
     finally:
         schedule._Plan.run, schedule.plan_for = original, plan_for_as_usual
     return Inspection(programs)
-
-
-def _KEEP_KERNELS() -> dict:
-    """The options that ask `plan_for` for a plan holding its kernel bodies (a plan rebuilt from a
-    record on disk holds only its IR), where the scheduler has that option."""
-    import inspect as python_inspect
-
-    from . import schedule
-
-    return {"need_program": True} if "need_program" in python_inspect.signature(schedule.plan_for).parameters else {}
 
 
 def _filled(cell) -> bool:
