@@ -19,6 +19,7 @@ True
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -72,26 +73,25 @@ def lower_program(program: Program, entry: str = "program") -> str:
 # long, and LLVM's default of 2 leaves the vector units waiting on them (~10% slower, measured on the
 # elementwise benchmark's kernel). A marker node per loop becomes its distinct loop ID in the text.
 INTERLEAVE_HEAVY = 4
+HEAVY_ELEMENTS = 1 << 16
 _LOOP_MARK = "codegen.loop."
-_MARKED_LOOP = re.compile(r'^(!\d+) = !{ ?!"codegen\.loop\.\d+" ?}$', re.MULTILINE)
+_MARKED_LOOP = re.compile(r'^(!\d+) = !{ ?!"codegen\.loop\.\d+"((?:, !\d+)*) ?}$', re.MULTILINE)
 
 
-def _loop_hint(module: ir.Module):
-    """The `!llvm.loop` node for one more heavy loop (made distinct and self-referencing by
-    `_distinct_loop_ids`; llvmlite cannot write either)."""
+def _loop_id(module: ir.Module, *properties):
+    """The `!llvm.loop` node of one more loop with `properties` (operand lists such as
+    ["llvm.loop.interleave.count", 4]); `_distinct_loop_ids` makes it distinct and self-referencing,
+    which llvmlite cannot write."""
     count = getattr(module, "_codegen_loops", 0)
     module._codegen_loops = count + 1
-    if count == 0:
-        module._codegen_interleave = module.add_metadata(
-            [ir.MetaDataString(module, "llvm.loop.interleave.count"), ir.Constant(ir.IntType(32), INTERLEAVE_HEAVY)])
-    return module.add_metadata([ir.MetaDataString(module, f"{_LOOP_MARK}{count}")])
+    nodes = [module.add_metadata([ir.MetaDataString(module, p[0]), *p[1:]]) for p in properties]
+    return module.add_metadata([ir.MetaDataString(module, f"{_LOOP_MARK}{count}"), *nodes])
 
 
 def _distinct_loop_ids(text: str) -> str:
     if _LOOP_MARK not in text:
         return text
-    hint = re.search(r'^(!\d+) = !{ ?!"llvm\.loop\.interleave\.count"', text, re.MULTILINE).group(1)
-    return _MARKED_LOOP.sub(lambda m: f"{m.group(1)} = distinct !{{{m.group(1)}, {hint}}}", text)
+    return _MARKED_LOOP.sub(lambda m: f"{m.group(1)} = distinct !{{{m.group(1)}{m.group(2)}}}", text)
 
 
 def _kernel_arguments(program: Program, kernel: Kernel | Gemm):
@@ -175,7 +175,8 @@ class _KernelLowering:
         self.shape, self.load_strides, self.store_strides = canonical_loops(kernel)
         self.exprs = rewrite.prepare([store.expr for store in kernel.stores])
         self.tanh_sigmoid = rewrite.tanh_sigmoid_pairs(self.exprs)
-        self.heavy = _functions(self.exprs) > 0
+        # (only large kernels: a 4-way interleaved polynomial body takes ~1.7x longer to compile)
+        self.heavy = math.prod(kernel.shape) >= HEAVY_ELEMENTS and _functions(self.exprs) > 0
         depth = len(self.shape)
         # Reductions whose innermost axis is reduced keep a register accumulator over that loop.
         self.in_register = [
@@ -231,9 +232,11 @@ class _KernelLowering:
         range_fn = ir.Function(module, ir.FunctionType(ir.VoidType(), arg_types), name=f"kernel{index}_range")
         range_fn.linkage = "internal"
         range_fn.attributes.add("nounwind")
+        range_fn.attributes.add("noinline")  # called by the dispatcher and the thread entry: one copy
         for arg in range_fn.args[: len(buffers)]:
             arg.add_attribute("noalias")
         start, count, partials = range_fn.args[-3:]
+        self.unit = align  # chunks are whole multiples of it, but for the kernel's ragged end
         saved = self.builder, self.pointer, self.scalar_args
         self.builder = ir.IRBuilder(range_fn.append_basic_block("entry"))
         self.pointer = dict(zip(buffers, range_fn.args))
@@ -246,8 +249,8 @@ class _KernelLowering:
         # register reductions along the split axis (one-axis kernels) leave one partial per chunk
         reducing = [(st, d) for st, d, r in zip(self.kernel.stores, self._store_dtypes(), self.in_register)
                     if r and len(self.shape) == 1]
-        threads, slots = parallel.dispatch(module, self.builder, self._loop, range_fn, task, arguments,
-                                           self.shape[0], align, limit, len(reducing))
+        threads, slots = parallel.dispatch(module, self.builder, functools.partial(self._loop, plain=True),
+                                           range_fn, task, arguments, self.shape[0], align, limit, len(reducing))
         if not reducing:
             return
         b = self.builder
@@ -262,7 +265,7 @@ class _KernelLowering:
         firsts = [partial(ir.Constant(I64, 0), j) for j in range(len(reducing))]
         totals = self._loop(b.sub(threads, ir.Constant(I64, 1)), lambda i, acc: [
             self._combine(st.reduce, w, a, partial(b.add(i, ir.Constant(I64, 1)), j))
-            for j, ((st, _), w, a) in enumerate(zip(reducing, wide, acc))], firsts)
+            for j, ((st, _), w, a) in enumerate(zip(reducing, wide, acc))], firsts, plain=True)
         stores = self._base_pointers(self.kernel.stores)
         finals = iter(zip(totals, wide))
         for store, ptr, dtype, reg in zip(self.kernel.stores, stores, self._store_dtypes(), self.in_register):
@@ -274,10 +277,11 @@ class _KernelLowering:
         return [self.program.buffers[s.buffer] for s in self.kernel.stores]
 
     # -- loops -------------------------------------------------------------------------------------
-    def _loop(self, count, body, carried=(), innermost=False):
+    def _loop(self, count, body, carried=(), innermost=False, plain=False):
         """Emit `for i in range(count)`; `body(i, carried)` returns the next carried values. `count` is
         an int >= 1 or an i64 value (then the loop is skipped when it is not positive). An `innermost`
-        loop of a kernel with transcendental functions gets an interleave hint."""
+        loop of a large kernel with transcendental functions gets an interleave hint; a `plain` one
+        (over threads) is neither vectorized nor unrolled."""
         b = self.builder
         before = b.block
         header = b.append_basic_block("loop")
@@ -304,7 +308,12 @@ class _KernelLowering:
             phi.add_incoming(value, latch)
         branch = b.cbranch(b.icmp_unsigned("<", following, count), header, done)
         if innermost and self.heavy:
-            branch.set_metadata("llvm.loop", _loop_hint(self.module))
+            branch.set_metadata("llvm.loop", _loop_id(
+                self.module, ["llvm.loop.interleave.count", ir.Constant(ir.IntType(32), INTERLEAVE_HEAVY)]))
+        elif plain:
+            branch.set_metadata("llvm.loop", _loop_id(
+                self.module, ["llvm.loop.vectorize.enable", ir.Constant(ir.IntType(1), 0)],
+                ["llvm.loop.unroll.disable"]))
         b.position_at_end(done)
         if dynamic and carried:
             results = []
@@ -395,9 +404,42 @@ class _KernelLowering:
                         self._advance(stores, self.store_strides, axis, i, store_dtypes))
                 return []
 
-            self._loop(count, body, (), innermost=axis == depth - 1)
+            if isinstance(count, int) or depth > 1:
+                self._loop(count, body, (), innermost=axis == depth - 1)
+                return
+            # a thread's chunk of a one-axis kernel: whole units of constant length (vectorized
+            # without a remainder loop), then the kernel's ragged end if this chunk has it
+            unit, b = ir.Constant(I64, self.unit), self.builder
+            self._loop(b.udiv(count, unit), lambda k, _: self._loop(
+                self.unit, lambda i, __: body(b.add(b.mul(k, unit), i), __), (), innermost=True) and [], ())
+            self._ragged_end(count, lambda first: self._loop(
+                self.shape[0] % self.unit, lambda i, _: body(b.add(first, i), _), (), innermost=True), ())
 
         descend(0, loads, stores)
+
+    def _ragged_end(self, count, emit, carried):
+        """`emit(first index)` for the last `shape[0] % unit` rows of a chunk of `count` rows, run only
+        when the chunk has them (only the last chunk can); returns the carried values after it."""
+        ragged = self.shape[0] % self.unit
+        if not ragged:
+            return carried
+        b, unit = self.builder, ir.Constant(I64, self.unit)
+        before = b.block
+        has = b.icmp_unsigned("!=", b.urem(count, unit), ir.Constant(I64, 0))
+        then, after = b.append_basic_block("ragged"), b.append_basic_block("ragged.done")
+        b.cbranch(has, then, after)
+        b.position_at_end(then)
+        updated = emit(b.mul(b.udiv(count, unit), unit)) or []
+        last = b.block
+        b.branch(after)
+        b.position_at_end(after)
+        results = []
+        for value, new in zip(carried, updated):
+            phi = b.phi(value.type)
+            phi.add_incoming(value, before)
+            phi.add_incoming(new, last)
+            results.append(phi)
+        return results
 
     def _innermost_with_accumulators(self, loads, stores, load_dtypes, store_dtypes, in_register, count,
                                      partials=None):
@@ -436,20 +478,21 @@ class _KernelLowering:
                     for (s, _), n, w, t, p in zip(reducing, narrow, wide, totals, partial)]
 
         totals = [_const(REGISTER_TYPE[w], _identity(s.reduce, w)) for (s, _), w in zip(reducing, wide)]
-        if isinstance(count, int):
-            blocks, rest = divmod(count, SUM_BLOCK) if wide != narrow else (0, count)
-            first_of_rest = ir.Constant(I64, blocks * SUM_BLOCK)
-        elif wide != narrow:
-            blocks = b.udiv(count, ir.Constant(I64, SUM_BLOCK))
-            rest = b.urem(count, ir.Constant(I64, SUM_BLOCK))
-            first_of_rest = b.mul(blocks, ir.Constant(I64, SUM_BLOCK))
+        if not isinstance(count, int):
+            # a thread's chunk (whole SUM_BLOCKs but for the kernel's ragged end): blocks of constant
+            # length, vectorized without a remainder loop, then the ragged end if this chunk has it
+            unit = ir.Constant(I64, SUM_BLOCK)
+            totals = self._loop(b.udiv(count, unit), lambda k, acc: block(
+                b.mul(k, unit, flags=("nuw", "nsw")), SUM_BLOCK, acc), totals)
+            totals = self._ragged_end(count, lambda first: block(first, self.shape[axis] % SUM_BLOCK, totals),
+                                      totals)
         else:
-            blocks, rest, first_of_rest = 0, count, ir.Constant(I64, 0)
-        if not isinstance(blocks, int) or blocks:
-            totals = self._loop(blocks, lambda k, acc: block(
-                b.mul(k, ir.Constant(I64, SUM_BLOCK), flags=("nuw", "nsw")), SUM_BLOCK, acc), totals)
-        if not isinstance(rest, int) or rest:
-            totals = block(first_of_rest, rest, totals)
+            blocks, rest = divmod(count, SUM_BLOCK) if wide != narrow else (0, count)
+            if blocks:
+                totals = self._loop(blocks, lambda k, acc: block(
+                    b.mul(k, ir.Constant(I64, SUM_BLOCK), flags=("nuw", "nsw")), SUM_BLOCK, acc), totals)
+            if rest:
+                totals = block(ir.Constant(I64, blocks * SUM_BLOCK), rest, totals)
         if partials is not None:
             for j, total in enumerate(totals):
                 slot = b.gep(partials, [ir.Constant(I64, j)], source_etype=I64)  # 8-byte slots

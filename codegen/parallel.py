@@ -21,6 +21,7 @@ can keep busy.
 from __future__ import annotations
 
 import ctypes
+import operator
 import os
 
 import llvmlite.ir as ir
@@ -67,13 +68,14 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Use `n` threads for large kernels, and for OpenBLAS's matrix products too."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not hasattr(n, "__index__") or operator.index(n) < 1:
         raise ValueError(f"set_num_threads expects a positive integer, got {n!r}")
-    _count.value = min(int(n), MAX_THREADS)
+    n = operator.index(n)
+    _count.value = n  # (generated code uses at most MAX_THREADS of them)
     from . import blas
 
     try:
-        blas.set_num_threads(int(n))
+        blas.set_num_threads(n)
     except (RuntimeError, OSError):
         pass  # no OpenBLAS in this process: only our kernels are threaded
 
