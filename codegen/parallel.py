@@ -29,10 +29,11 @@ import llvmlite.ir as ir
 SYMBOL = "codegen_num_threads"
 # Chunks carry their own context on the dispatcher's stack; more threads than this are clamped.
 MAX_THREADS = 64
-# NOTE: measured on the 2-core development VM (tests/test_parallel.py, benchmarks/elementwise.py):
-# starting and joining one extra thread from JIT code costs ~20-60 µs, more when the other core is
-# busy. A kernel is split only when each thread gets at least this much estimated work, so the
-# dispatch is <10% of what it saves.
+# NOTE: measured on the 2-core development VM, idle, kernels forced to split (median of 15 interleaved
+# rounds): starting and joining one extra thread from JIT code costs ~40 µs (a 128-element kernel: 2.9
+# -> 42 µs). Two threads break even at ~75 µs of one-thread work and gain 1.3x at 150-280 µs, 1.5-1.75x
+# at 0.7-1.3 ms, 1.7-1.9x at 5-7.5 ms; with the other core busy they gain nothing or lose. A kernel is
+# split only when each thread gets at least this much estimated work (so >= ~1.4x when idle).
 MIN_WORK_NS = 250_000.0
 
 I32, I64 = ir.IntType(32), ir.IntType(64)
