@@ -247,16 +247,21 @@ def adaptive_max_pool2d_with_indices(input, output_size, return_indices=True):
     return adaptive_max_pool2d(input, output_size, return_indices=True)
 
 
-def adaptive_max_pool1d(input, output_size, return_indices=False):
-    """The maximum over each of `output_size` windows of the last axis (torch's window boundaries)."""
+def _adaptive_1d_size(name, input, output_size) -> int:
+    """The one output size of a 1-d adaptive pool, checked as torch checks it (and its input's rank)."""
     if isinstance(output_size, (tuple, list)):
         if len(output_size) != 1:
-            raise RuntimeError("adaptive_max_pool1d() argument 'output_size' should contain one int "
-                               f"(got {len(output_size)})")
+            raise RuntimeError(f"{name}() argument 'output_size' should contain one int (got {len(output_size)})")
         output_size = output_size[0]
     if input.dim() not in (2, 3):
         raise RuntimeError(f"Expected 2 to 3 dimensions, but got {input.dim()}-dimensional tensor for argument #1 "
-                           "'self' (while checking arguments for adaptive_max_pool1d)")
+                           f"'self' (while checking arguments for {name})")
+    return output_size
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    """The maximum over each of `output_size` windows of the last axis (torch's window boundaries)."""
+    output_size = _adaptive_1d_size("adaptive_max_pool1d", input, output_size)
     out = adaptive_max_pool2d(input.unsqueeze(-2), (1, output_size), return_indices)
     if return_indices:
         return out[0].squeeze(-2), out[1].squeeze(-2)
@@ -565,14 +570,7 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
 
 def adaptive_avg_pool1d(input, output_size):
     """Averages over `output_size` windows of the last axis (adaptive_avg_pool2d of a height-1 view)."""
-    if isinstance(output_size, (tuple, list)):
-        if len(output_size) != 1:
-            raise RuntimeError("adaptive_avg_pool1d() argument 'output_size' should contain one int "
-                               f"(got {len(output_size)})")
-        output_size = output_size[0]
-    if input.dim() not in (2, 3):
-        raise RuntimeError(f"Expected 2 to 3 dimensions, but got {input.dim()}-dimensional tensor for argument #1 "
-                           "'self' (while checking arguments for adaptive_avg_pool1d)")
+    output_size = _adaptive_1d_size("adaptive_avg_pool1d", input, output_size)
     return adaptive_avg_pool2d(input.unsqueeze(-2), (1, output_size)).squeeze(-2)
 
 
