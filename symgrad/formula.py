@@ -1818,10 +1818,24 @@ def _part_number(symbol) -> int:
 
 
 def _parts_in_order(expr, parts) -> list:
-    """The parts `expr` reads, each after the parts its operands read (iterative depth-first)."""
+    """The parts `expr` reads, each after the parts its operands read."""
+    roots = sorted((s for s in expr.free_symbols if s in parts), key=_part_number)
+    return _dependencies_first(roots, lambda symbol: sorted(
+        {s for o in parts[symbol].operands for s in o.free_symbols if s in parts}, key=_part_number, reverse=True))
+
+
+def _definition_order(named, parts) -> dict:
+    """`named` reordered so that every name is defined after the names its definition uses."""
+    order = _dependencies_first(list(named), lambda symbol: [
+        s for o in parts[symbol].operands for s in sorted(o.free_symbols, key=str) if s in parts])
+    return {symbol: named[symbol] for symbol in order if symbol in named}
+
+
+def _dependencies_first(roots, children) -> list:
+    """Depth-first from each root in turn, every symbol after what `children(symbol)` lists (pushed in
+    that order, so the last is visited first); iterative, since part chains can be thousands deep."""
     order, done = [], set()
-    roots = sorted((s for s in expr.free_symbols if s in parts), key=_part_number, reverse=True)
-    stack = [(root, False) for root in roots]
+    stack = [(root, False) for root in reversed(roots)]
     while stack:
         symbol, expanded = stack.pop()
         if expanded:
@@ -1831,29 +1845,8 @@ def _parts_in_order(expr, parts) -> list:
             continue
         done.add(symbol)
         stack.append((symbol, True))
-        inner = {s for o in parts[symbol].operands for s in o.free_symbols if s in parts and s not in done}
-        stack.extend((s, False) for s in sorted(inner, key=_part_number, reverse=True))
+        stack.extend((s, False) for s in children(symbol))
     return order
-
-
-def _definition_order(named, parts) -> dict:
-    """`named` reordered so that every name is defined after the names its definition uses."""
-    order, done = [], set()
-    for root in named:
-        stack = [(root, False)]
-        while stack:
-            symbol, expanded = stack.pop()
-            if expanded:
-                if symbol in named and symbol not in order:
-                    order.append(symbol)
-                continue
-            if symbol in done:
-                continue
-            done.add(symbol)
-            stack.append((symbol, True))
-            for o in parts[symbol].operands:
-                stack.extend((s, False) for s in sorted(o.free_symbols, key=str) if s in parts and s not in done)
-    return {symbol: named[symbol] for symbol in order}
 
 
 SHARE_ROUNDS = 20
