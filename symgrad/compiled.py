@@ -558,6 +558,7 @@ class _Program:
     def __init__(self, plan, sources, seen, leaves, scalars, target_specs, updates, cells, tensors, grads, returns):
         self.plan, self.sources, self.seen, self.leaves, self.scalars = plan, sources, seen, leaves, scalars
         self.target_specs, self.updates, self.cells = target_specs, updates, cells
+        self._runner = self.source = None
         self.tensors, self.grads, self.returns = tensors, grads, returns
         # NOTE: the replay loop below runs every step, so what it needs is laid out flat once here:
         # one entry per tensor it fetches, with the source (cell) that tensor brings, if any
@@ -599,73 +600,92 @@ class _Program:
 
     def run(self, args):
         """Check the guards, run the plan, apply the effects; the function's return value."""
-        evaluated = self.scalars.evaluate(args)
-        if evaluated is None:
-            raise _Miss
-        scalars, written = evaluated
-        seen = []
-        for fetch, where, has_fn, k, layout in self.checks:
-            if fetch == 0:
-                t = where()
-                if t is None:
-                    raise _Miss
+        if self._runner is None:
+            self._runner = self._generate()
+        return self._runner(args)
+
+    def _generate(self):
+        """The replay of this program as one straight-line Python function (`self.source`): every loop
+        over guards, bindings and effects unrolled, every constant bound by name. A compiled call is
+        all Python overhead but its native program, and this is several times cheaper than a generic
+        loop over the same data."""
+        names = {"Miss": _Miss, "realize": _tensor._realize, "raw": Node.raw, "Cell": _tensor.Cell,
+                 "wrap": _tensor.Tensor._wrap, "evaluate": self.scalars.evaluate, "write": self.scalars.write,
+                 "run_bound": self.plan.run_bound, "at": _at}
+        lines = ["v = evaluate(args)", "if v is None: raise Miss", "scalars, written = v"]
+
+        def bind(value, prefix):
+            name = f"{prefix}{len(names)}"
+            names[name] = value
+            return name
+
+        def fetch(kind, where):
+            if kind == 0:
+                return f"{bind(where, 'ref')}()"
+            return f"args[{where!r}]" if kind == 1 else f"at(args, {bind(where, 'path')})"
+
+        for s, (kind, where, has_fn, k, layout) in enumerate(self.checks):
+            lines.append(f"t{s} = {fetch(kind, where)}")
+            if kind == 0:
+                lines.append(f"if t{s} is None: raise Miss")
+            lines.append(f"if (t{s}._grad_node is not None) is not {has_fn}: raise Miss")
+            if k < 0:
+                continue
+            lines.append(f"n = t{s}._cell.node")
+            if type(layout) is Node:
+                lines.append(f"if n is not {bind(layout, 'constant')}: raise Miss  # the same pending constant")
             else:
-                t = args[where] if fetch == 1 else _at(args, where)
-            if (t._grad_node is not None) is not has_fn:
-                raise _Miss
-            if k >= 0:
-                node = t._cell.node
-                if type(layout) is Node:
-                    if node is not layout:  # a pending constant, the same one
-                        raise _Miss
-                else:
-                    if node.buffer is None:
-                        _tensor._realize([node])
-                        node = t._cell.node
-                    if (node.shape, node.dtype, node.strides) != layout:
-                        raise _Miss
-            seen.append(t)
+                lines.append(f"if n.buffer is None: realize([n]); n = t{s}._cell.node")
+                lines.append(f"if (n.shape, n.dtype, n.strides) != {bind(layout, 'layout')}: raise Miss")
         for s, absent, owner in self.grad_checks:
-            grad = seen[s]._grad
             if absent:
-                if grad is not None:
-                    raise _Miss
-            elif grad is None or (owner is not None and grad._cell is not seen[owner]._cell):
-                raise _Miss
-        cells = [seen[s]._cell for s in self.source_tensor]
+                lines.append(f"if t{s}._grad is not None: raise Miss")
+            elif owner is None:
+                lines.append(f"if t{s}._grad is None: raise Miss")
+            else:
+                lines.append(f"if t{s}._grad is None or t{s}._grad._cell is not t{owner}._cell: raise Miss")
+        lines.append("# every guard held: bind, run, then the effects (which cannot fail)")
+        for k, s in enumerate(self.source_tensor):
+            lines.append(f"c{k} = t{s}._cell")
         addresses = []
         for k, delta, itemsize in self.leaves:
-            node = cells[k].node
-            addresses.append(node.buffer.address + (node.offset + delta) * itemsize)
-        results = [Node.raw("BUFFER", (), None, shape, dtype, 0) for shape, dtype in self.target_specs]
-        self.plan.run_bound(results, addresses, scalars)
-        # every guard held and the program ran: now the effects, which cannot fail
-        for k, (kind, j) in self.updates:
-            cells[k].node = results[j] if kind == "target" else j if kind == "const" else cells[j].node
-        Cell, Tensor = _tensor.Cell, _tensor.Tensor
-        new_cells = [Cell(results[j] if kind == "target" else j if kind == "const" else cells[j].node)
-                     for kind, j in self.cells]
-        tensors = []
-        for (kind, j), fn, output_nr in self.tensors:
-            t = Tensor._wrap(None, fn)
-            t._cell = cells[j] if kind == "source" else new_cells[j]
-            t._output_nr = output_nr
-            tensors.append(t)
-        for s, j in self.grads:
-            seen[s]._grad = None if j is None else tensors[j]
-        self.scalars.write(written)
-        return self._build(self.returns, args, tensors)
+            addresses.append(f"c{k}.node.buffer.address + (c{k}.node.offset + {delta}) * {itemsize}")
+        results = [f"raw('BUFFER', (), None, {bind(shape, 'shape')}, {dtype!r}, 0)" for shape, dtype in self.target_specs]
+        lines.append(f"r = [{', '.join(results)}]")
+        lines.append(f"run_bound(r, [{', '.join(addresses)}], scalars)")
 
-    def _build(self, spec, args, tensors):
+        def node_of(value):
+            kind, j = value
+            return f"r[{j}]" if kind == "target" else bind(j, "constant") if kind == "const" else f"c{j}.node"
+
+        for k, value in self.updates:
+            if value != ("source", k):  # NOTE: a cell the call assigned its own value again
+                lines.append(f"c{k}.node = {node_of(value)}")
+        for j, value in enumerate(self.cells):
+            lines.append(f"new{j} = Cell({node_of(value)})")
+        for j, ((kind, cell), fn, output_nr) in enumerate(self.tensors):
+            lines.append(f"o{j} = wrap(None, {bind(fn, 'fn')}); o{j}._cell = "
+                         f"{f'c{cell}' if kind == 'source' else f'new{cell}'}; o{j}._output_nr = {output_nr}")
+        for s, j in self.grads:
+            lines.append(f"t{s}._grad = {'None' if j is None else f'o{j}'}")
+        lines.append("write(written)")
+        lines.append(f"return {self._returned(self.returns, bind)}")
+        self.source = "def run(args):\n" + "".join(f"    {line}\n" for line in lines)
+        exec(builtins.compile(self.source, "<symgrad.compile program>", "exec"), names)
+        return names["run"]
+
+    def _returned(self, spec, bind):
+        """The expression of the function's return value (results nest as shallowly as the user wrote)."""
         kind, value = spec
         if kind == "new":
-            return tensors[value]
+            return f"o{value}"
         if kind == "same":
             where_kind, where = value
-            return _at(args, where) if where_kind == "arg" else where()
+            return f"at(args, {bind(where, 'path')})" if where_kind == "arg" else f"{bind(where, 'ref')}()"
         if kind == "value":
-            return value
-        return _rebuild(kind, [(k, self._build(v, args, tensors)) for k, v in value])
+            return bind(value, "value")
+        items = ", ".join(f"({bind(k, 'key')}, {self._returned(v, bind)})" for k, v in value)
+        return f"{bind(_rebuild, 'rebuild')}({bind(kind, 'kind')}, [{items}])"
 
 
 # -- the compiled function -----------------------------------------------------------------------------
