@@ -418,7 +418,7 @@ class _Trace:
         return _Program(plan, [(d, node if node.buffer is None else (node.shape, node.dtype, node.strides))
                                for d, _, node in self.sources],
                         [(d, has_fn, guard) for (d, *_), (_, has_fn, guard) in zip(self.seen, guards)],
-                        leaf_sources, scalar_program, [(n.shape, n.dtype) for n in targets],
+                        leaf_sources, scalar_program,
                         updates, cells, tensors, grads, returns)
 
     def _returns(self, value, inner_tensor):
@@ -555,9 +555,9 @@ class _Miss(Exception):
 class _Program:
     """One traced call as data: where the plan's inputs come from and what its results become."""
 
-    def __init__(self, plan, sources, seen, leaves, scalars, target_specs, updates, cells, tensors, grads, returns):
+    def __init__(self, plan, sources, seen, leaves, scalars, updates, cells, tensors, grads, returns):
         self.plan, self.sources, self.seen, self.leaves, self.scalars = plan, sources, seen, leaves, scalars
-        self.target_specs, self.updates, self.cells = target_specs, updates, cells
+        self.updates, self.cells = updates, cells
         self._runner = self.source = None
         self.tensors, self.grads, self.returns = tensors, grads, returns
         # NOTE: the replay loop below runs every step, so what it needs is laid out flat once here:
@@ -609,7 +609,7 @@ class _Program:
         over guards, bindings and effects unrolled, every constant bound by name. A compiled call is
         all Python overhead but its native program, and this is several times cheaper than a generic
         loop over the same data."""
-        names = {"Miss": _Miss, "realize": _tensor._realize, "raw": Node.raw, "Cell": _tensor.Cell,
+        names = {"Miss": _Miss, "realize": _tensor._realize, "Cell": _tensor.Cell,
                  "wrap": _tensor.Tensor._wrap, "evaluate": self.scalars.evaluate, "write": self.scalars.write,
                  "run_bound": self.plan.run_bound, "at": _at}
         lines = ["v = evaluate(args)", "if v is None: raise Miss", "scalars, written = v"]
@@ -650,9 +650,7 @@ class _Program:
         addresses = []
         for k, delta, itemsize in self.leaves:
             addresses.append(f"c{k}.node.buffer.address + (c{k}.node.offset + {delta}) * {itemsize}")
-        results = [f"raw('BUFFER', (), None, {bind(shape, 'shape')}, {dtype!r}, 0)" for shape, dtype in self.target_specs]
-        lines.append(f"r = [{', '.join(results)}]")
-        lines.append(f"run_bound(r, [{', '.join(addresses)}], scalars)")
+        lines.append(f"r = run_bound(None, [{', '.join(addresses)}], scalars)")
 
         def node_of(value):
             kind, j = value

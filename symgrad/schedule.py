@@ -306,6 +306,8 @@ class _Plan:
             self.fresh[pos] = (block_size, count * ITEMSIZE[dtype], NUMPY_DTYPE[dtype], contiguous_strides(shape))
             block_size += -(-max(count, 1) * ITEMSIZE[dtype] // 64) * 64  # 64-byte aligned
         self.block_size = block_size
+        specs = dict(zip(self.stored_positions, self.stored_specs))
+        self.result_specs = [(*specs[pos], *self.fresh[pos]) for pos in self.target_positions]
         self.blocks: list = []  # (block, address of its first aligned byte, that byte's offset): earlier runs'
         # blocks, reused once unreferenced
 
@@ -356,10 +358,19 @@ class _Plan:
 
     def run_bound(self, targets, addresses, scalar_values):
         """Run with the leaves' data addresses and the runtime scalars' values given; the results
-        land in `targets` (nodes shaped like this plan's targets)."""
+        land in `targets` (nodes shaped like this plan's targets), or, with `targets` None, in new
+        computed nodes, returned (what a compiled call wants: no pending nodes to make first)."""
         block, base, shift = self._block(addresses)
         addresses += [fixed if fixed is not None else base + offset for fixed, offset in self.slots]
         self.native(addresses, scalar_values)
+        if targets is None:
+            results = []
+            for shape, dtype, offset, nbytes, np_dtype, strides in self.result_specs:
+                node = Node.raw("BUFFER", (), None, shape, dtype, 0)
+                node.buffer = Buffer.carved(block, shift + offset, nbytes, np_dtype, base + offset)
+                node.strides = strides
+                results.append(node)
+            return results
         fresh = self.fresh
         for node, pos in zip(targets, self.target_positions):
             offset, nbytes, np_dtype, strides = fresh[pos]
