@@ -209,3 +209,207 @@ def test_a_replayed_flush_whose_plan_left_the_cache_plans_again():
 
     replayed = run_twice(step, steps=9)
     assert replayed["flushes"] >= 3, replayed
+
+
+# -- loops that break a captured path partway: each must compute what replay off computes -----------------
+def linreg_state():
+    symgrad.manual_seed(7)
+    x = symgrad.randn(30, 1)
+    return {"x": x, "y": 3 * x - 1, "b": symgrad.zeros(1, requires_grad=True),
+            "w": symgrad.zeros(1, requires_grad=True)}
+
+
+def linreg_loop(body):
+    """A linear-regression loop whose step `body(k, state)` returns the loss; parameters and loss out."""
+    state = {}
+
+    def step(k):
+        if k == 0:
+            state.clear()
+            state.update(linreg_state())
+        loss = body(k, state)
+        return loss.item(), state["w"].detach().numpy().copy(), state["b"].detach().numpy().copy()
+
+    return step
+
+
+def sgd(state, lr):
+    b, w = state["b"], state["w"]
+    with symgrad.no_grad():
+        b -= lr * b.grad
+        w -= lr * w.grad
+    b.grad.zero_()
+    w.grad.zero_()
+
+
+def test_a_guard_mismatch_midway_through_a_segment():
+    # from step 5 on the third call of the step sees a different shape of operand: a different path
+    def body(k, state):
+        x, y, b, w = state["x"], state["y"], state["b"], state["w"]
+        pred = b + w * (x if k < 5 else x[:20])
+        loss = ((y if k < 5 else y[:20]) - pred).pow(2).mean()
+        loss.backward()
+        sgd(state, 0.1)
+        return loss
+
+    replayed = run_twice(linreg_loop(body), steps=10)
+    assert replayed["flushes"] >= 4, replayed
+
+
+def test_a_call_with_a_new_operand_kind_midway_through_a_replayed_segment():
+    # every third step multiplies by a Python int (exact in the guard) instead of a float (runtime)
+    def body(k, state):
+        x, y, b, w = state["x"], state["y"], state["b"], state["w"]
+        scale = 2 if k % 3 == 2 else 2.0
+        loss = ((y - (b + w * x)) * scale).pow(2).mean()
+        loss.backward()
+        sgd(state, 0.05)
+        return loss
+
+    replayed = run_twice(linreg_loop(body), steps=12)
+    assert replayed["calls"] >= 20, replayed
+
+
+def test_values_read_midway_through_a_replayed_segment():
+    # reading a forward value flushes in the middle of the usual segment on some steps only
+    seen = []
+
+    def body(k, state):
+        x, y, b, w = state["x"], state["y"], state["b"], state["w"]
+        residual = y - (b + w * x)
+        if k % 4 == 3:
+            seen.append(residual.abs().max().item())
+        loss = residual.pow(2).mean()
+        loss.backward()
+        sgd(state, 0.1)
+        return loss
+
+    replayed = run_twice(linreg_loop(body), steps=12)
+    assert replayed["flushes"] >= 4, replayed
+    assert seen[:3] == seen[3:], seen
+
+
+def test_in_place_on_replayed_results():
+    # replayed results changed in place, read through an alias, then used again
+    def body(k, state):
+        x, y, b, w = state["x"], state["y"], state["b"], state["w"]
+        pred = b + w * x
+        residual = y - pred
+        alias = residual.detach()
+        alias.mul_(0.5)  # visible through `residual`: the loss is computed from the halved values
+        loss = residual.pow(2).mean()
+        loss.backward()
+        sgd(state, 0.2)
+        return loss
+
+    replayed = run_twice(linreg_loop(body), steps=8)
+    assert replayed["calls"] >= 20, replayed
+
+
+def test_in_place_on_a_replayed_result_that_is_saved_for_backward_raises_or_matches():
+    # torch refuses to backward through a saved value changed in place; we must behave the same with
+    # replay on and off, at every step
+    def run(on):
+        messages = []
+        with replay_enabled(on):
+            w = symgrad.tensor([1.0, 2.0], requires_grad=True)
+            for k in range(6):
+                h = w * 3.0
+                out = (h * h).sum()
+                with symgrad.no_grad():
+                    if k % 2:
+                        h.add_(1.0)
+                try:
+                    out.backward()
+                    messages.append(w.grad.numpy().copy().tolist())
+                except RuntimeError as error:
+                    messages.append(str(error).split(".")[0])
+                w.grad = None
+        return messages
+
+    assert run(True) == run(False)
+
+
+def test_gradients_accumulated_then_replaced():
+    # even steps accumulate into .grad (two backwards), odd steps start from None: both replay exactly
+    state = {}
+
+    def step(k):
+        if k == 0:
+            state["w"] = symgrad.tensor([0.5, -1.0, 2.0], requires_grad=True)
+        w = state["w"]
+        (w * w).sum().backward()
+        if k % 2 == 0:
+            (w * 3.0).sum().backward()
+        grad = w.grad.numpy().copy()
+        with symgrad.no_grad():
+            w -= 0.1 * w.grad
+        if k % 2:
+            w.grad = None
+        else:
+            w.grad.zero_()
+        return grad, w.detach().numpy().copy()
+
+    replayed = run_twice(step, steps=10)
+    assert replayed["calls"] >= 10, replayed
+
+
+def test_a_grad_reference_taken_before_backward_sees_the_accumulation():
+    def step(k):
+        w = symgrad.tensor([1.0, 2.0], requires_grad=True)
+        (w * w).sum().backward()
+        first = w.grad
+        (w * 2.5).sum().backward()
+        return first.numpy().copy(), w.grad.numpy().copy(), np.array(first is w.grad)
+
+    replayed = run_twice(step, steps=6)
+    assert replayed["calls"] >= 6, replayed
+
+
+def test_no_grad_and_requires_grad_changes_midway():
+    # the step's last calls run under no_grad on some steps, and b stops requiring grad at step 6
+    def body(k, state):
+        x, y, b, w = state["x"], state["y"], state["b"], state["w"]
+        if k == 6:
+            b.requires_grad_(False)
+        pred = b + w * x
+        loss = (y - pred).pow(2).mean()
+        loss.backward()
+        with symgrad.no_grad():
+            w -= 0.1 * w.grad
+            if b.grad is not None:
+                b -= 0.1 * b.grad
+                b.grad.zero_()
+        w.grad.zero_()
+        with symgrad.no_grad() if k % 3 == 0 else contextlib.nullcontext():
+            extra = (w * 2.0).sum()
+        assert extra.requires_grad == (k % 3 != 0)
+        return loss
+
+    replayed = run_twice(linreg_loop(body), steps=10)
+    assert replayed["calls"] >= 20, replayed
+
+
+def test_retain_graph_backward_twice_per_step():
+    def step(k):
+        w = symgrad.tensor([1.0, -1.0, 0.5], requires_grad=True)
+        loss = (w * w * 1.5).sum()
+        loss.backward(retain_graph=True)
+        loss.backward()
+        return w.grad.numpy().copy(), np.array(loss.item())
+
+    replayed = run_twice(step, steps=6)
+    assert replayed["calls"] >= 6, replayed
+
+
+def test_grad_fn_and_autograd_state_of_replayed_results_are_those_of_eager():
+    names = []
+    for _ in range(5):
+        w = symgrad.tensor([1.0, 2.0], requires_grad=True)
+        h = w * 2.0 + 1.0
+        loss = h.pow(2).sum()
+        names.append((loss.grad_fn.name(), h.grad_fn.name(), h.grad_fn.next_functions[0][0].name(),
+                      h.is_leaf, h.requires_grad))
+        loss.backward()
+        assert w.grad.tolist() == [12.0, 20.0]
+    assert len(set(names)) == 1, names
