@@ -602,6 +602,7 @@ class _Program:
         """Check the guards, run the plan, apply the effects; the function's return value."""
         if self._runner is None:
             self._runner = self._generate()
+            self.run = self._runner  # NOTE: later calls go straight to the generated function
         return self._runner(args)
 
     def _generate(self):
@@ -609,9 +610,9 @@ class _Program:
         over guards, bindings and effects unrolled, every constant bound by name. A compiled call is
         all Python overhead but its native program, and this is several times cheaper than a generic
         loop over the same data."""
-        names = {"Miss": _Miss, "realize": _tensor._realize, "Cell": _tensor.Cell,
+        names = {"checked": [None] * len(self.sources), "Miss": _Miss, "realize": _tensor._realize, "Cell": _tensor.Cell,
                  "wrap": _tensor.Tensor._wrap, "evaluate": self.scalars.evaluate, "write": self.scalars.write,
-                 "run_bound": self.plan.run_bound, "at": _at}
+                 "run_fresh": self.plan.run_fresh, "at": _at}
         lines = ["v = evaluate(args)", "if v is None: raise Miss", "scalars, written = v"]
 
         def bind(value, prefix):
@@ -635,8 +636,12 @@ class _Program:
             if type(layout) is Node:
                 lines.append(f"if n is not {bind(layout, 'constant')}: raise Miss  # the same pending constant")
             else:
-                lines.append(f"if n.buffer is None: realize([n]); n = t{s}._cell.node")
-                lines.append(f"if (n.shape, n.dtype, n.strides) != {bind(layout, 'layout')}: raise Miss")
+                # NOTE: a computed node never changes its layout, so the one that passed last time (or that
+                # the last run made with the right layout) passes without looking
+                lines.append(f"if n is not checked[{k}]:")
+                lines.append(f"    if n.buffer is None: realize([n]); n = t{s}._cell.node")
+                lines.append(f"    if (n.shape, n.dtype, n.strides) != {bind(layout, 'layout')}: raise Miss")
+                lines.append(f"    checked[{k}] = n")
         for s, absent, owner in self.grad_checks:
             if absent:
                 lines.append(f"if t{s}._grad is not None: raise Miss")
@@ -650,23 +655,32 @@ class _Program:
         addresses = []
         for k, delta, itemsize in self.leaves:
             addresses.append(f"c{k}.node.buffer.address + (c{k}.node.offset + {delta}) * {itemsize}")
-        lines.append(f"r = run_bound(None, [{', '.join(addresses)}], scalars)")
+        lines.append(f"r = run_fresh([{', '.join(addresses)}], scalars)")
 
         def node_of(value):
             kind, j = value
             return f"r[{j}]" if kind == "target" else bind(j, "constant") if kind == "const" else f"c{j}.node"
 
+        result_layouts = [(shape, dtype, strides) for shape, dtype, *_, strides in self.plan.result_specs]
         for k, value in self.updates:
             if value != ("source", k):  # NOTE: a cell the call assigned its own value again
                 lines.append(f"c{k}.node = {node_of(value)}")
-        for j, value in enumerate(self.cells):
-            lines.append(f"new{j} = Cell({node_of(value)})")
+                known = value[0] == "target" and result_layouts[value[1]] == self.checks[self.source_tensor[k]][4]
+                lines.append(f"checked[{k}] = {node_of(value) if known else 'None'}")
+        made = set()  # the new cells made so far: the first tensor holding one makes it
         for j, ((kind, cell), fn, output_nr) in enumerate(self.tensors):
-            lines.append(f"o{j} = wrap(None, {bind(fn, 'fn')}); o{j}._cell = "
-                         f"{f'c{cell}' if kind == 'source' else f'new{cell}'}; o{j}._output_nr = {output_nr}")
+            if kind == "source" or cell in made:
+                lines.append(f"o{j} = wrap(None, {bind(fn, 'fn')}); "
+                             f"o{j}._cell = {f'c{cell}' if kind == 'source' else f'new{cell}'}")
+            else:
+                lines.append(f"o{j} = wrap({node_of(self.cells[cell])}, {bind(fn, 'fn')}); new{cell} = o{j}._cell")
+                made.add(cell)
+            if output_nr:
+                lines.append(f"o{j}._output_nr = {output_nr}")
         for s, j in self.grads:
             lines.append(f"t{s}._grad = {'None' if j is None else f'o{j}'}")
-        lines.append("write(written)")
+        if self.scalars.writes:
+            lines.append("write(written)")
         lines.append(f"return {self._returned(self.returns, bind)}")
         self.source = "def run(args):\n" + "".join(f"    {line}\n" for line in lines)
         exec(builtins.compile(self.source, "<symgrad.compile program>", "exec"), names)
@@ -693,7 +707,7 @@ class _Entry:
     __slots__ = ("calls", "traces", "program", "previous", "misses", "eager_reason", "replayed")
 
     def __init__(self):
-        self.calls = 0
+        self.calls = 0  # calls not replayed (traced or run eagerly)
         self.traces = 0
         self.program = None
         self.previous = None  # the signature of the last trace
@@ -716,15 +730,14 @@ class CompiledFunction:
             # keyword arguments are arguments after the positional ones, their names part of the key
             names = tuple(kwargs)
             args = (*args, *kwargs.values())
-        key = (GradMode.enabled, names, *[_argument_key(a) for a in args])
+        key = (GradMode.enabled, names, *map(_argument_key, args))
         try:
             entry = self.entries.get(key)
         except TypeError:
             return self._call(args, names)
         if entry is None:
             entry = self.entries[key] = _Entry()
-        entry.calls += 1
-        if entry.program is not None and not Tracing.active and not GradMode.in_backward:
+        elif entry.program is not None and Tracing.active is None and not GradMode.in_backward:
             value_read()  # the eager replay layer must not rely on cells this call changes
             try:
                 result = entry.program.run(args)
@@ -736,6 +749,7 @@ class CompiledFunction:
             else:
                 entry.replayed += 1
                 return result
+        entry.calls += 1
         if entry.eager_reason is not None or entry.calls == 1 or Tracing.active is not None:
             return self._call(args, names)
         return self._trace(entry, args, names)
@@ -789,7 +803,7 @@ class CompiledFunction:
                 lines.append(f"eager: {entry.eager_reason}")
             else:
                 lines.append(f"compiled: {entry.replayed} calls replayed as one native program, "
-                             f"{entry.calls - entry.replayed} traced or eager")
+                             f"{entry.calls} traced or eager")
         return "\n".join(lines) if lines else "not called yet"
 
 

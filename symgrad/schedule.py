@@ -310,6 +310,7 @@ class _Plan:
         self.result_specs = [(*specs[pos], *self.fresh[pos]) for pos in self.target_positions]
         self.blocks: list = []  # (block, address of its first aligned byte, that byte's offset): earlier runs'
         # blocks, reused once unreferenced
+        self.result_sets: list = []  # the same for run_fresh, with the result nodes made in each
 
     def record(self) -> dict:
         """What a later process needs to rebuild this plan without building its kernels (plan_cache)."""
@@ -341,40 +342,97 @@ class _Plan:
         for entry in self.blocks:
             if sys.getrefcount(entry[0]) == 2:
                 return entry
+        entry = self._new_block(addresses)
+        if len(self.blocks) < BLOCKS_KEPT:
+            self.blocks.append(entry)
+        return entry
+
+    def _new_block(self, addresses):
         # NOTE: results start on a cache line and not just above an input modulo 4 KiB (see
         # codegen/memory.py: a gradient allocated right after its parameter made a step 1.6x slower)
         block = np.empty(self.block_size + codegen.memory.PAGE + codegen.memory.LINE, np.uint8)
         inputs = [(address, self.leaf_bytes[k]) for k, address in enumerate(addresses[:len(self.leaf_bytes)])]
         outputs = [(offset, nbytes) for offset, nbytes, *_ in self.fresh.values()]
         shift = codegen.memory.output_shift(block.ctypes.data, outputs, inputs)
-        entry = (block, block.ctypes.data + shift, shift)
-        if len(self.blocks) < BLOCKS_KEPT:
-            self.blocks.append(entry)
-        return entry
+        return block, block.ctypes.data + shift, shift
 
     def run(self, targets, leaves, scalars):
         addresses = [leaf.buffer.address + leaf.offset * ITEMSIZE[leaf.dtype] for leaf in leaves]
         self.run_bound(targets, addresses, [n.arg for n in scalars])
 
     def run_bound(self, targets, addresses, scalar_values):
-        """Run with the leaves' data addresses and the runtime scalars' values given; the results
-        land in `targets` (nodes shaped like this plan's targets), or, with `targets` None, in new
-        computed nodes, returned (what a compiled call wants: no pending nodes to make first)."""
+        """Run with the leaves' data addresses and the runtime scalars' values given; the results land
+        in `targets` (nodes shaped like this plan's targets)."""
         block, base, shift = self._block(addresses)
         addresses += [fixed if fixed is not None else base + offset for fixed, offset in self.slots]
         self.native(addresses, scalar_values)
-        if targets is None:
-            results = []
-            for shape, dtype, offset, nbytes, np_dtype, strides in self.result_specs:
-                node = Node.raw("BUFFER", (), None, shape, dtype, 0)
-                node.buffer = Buffer.carved(block, shift + offset, nbytes, np_dtype, base + offset)
-                node.strides = strides
-                results.append(node)
-            return results
         fresh = self.fresh
         for node, pos in zip(targets, self.target_positions):
             offset, nbytes, np_dtype, strides = fresh[pos]
             node.set_buffer(Buffer.carved(block, shift + offset, nbytes, np_dtype, base + offset), strides)
+
+    def run_fresh(self, addresses, scalar_values):
+        """`run_bound` for a caller that wants its results as computed nodes, returned (a compiled call:
+        no pending nodes to make first). The nodes of a run whose results have all died are handed out
+        again, holding the new values: making nodes and buffers is most of what a tiny step costs."""
+        results = _ResultSet.free_one(self.result_sets)
+        if results is None:
+            results = _ResultSet(self, *self._new_block(addresses))
+            if len(self.result_sets) < BLOCKS_KEPT:
+                self.result_sets.append(results)
+        block = results.block  # NOTE: held while the native code runs, so the set is not free meanwhile
+        self.native(addresses + results.slot_addresses, scalar_values)
+        del block
+        return results.nodes
+
+
+class _ResultSet:
+    """A block of memory and the computed nodes of one run's results, carved from it. Once nothing
+    else refers to the nodes, their buffers or the block, a later run writes there and returns them
+    again: nobody can tell them from new nodes, since nobody holds the old ones."""
+
+    __slots__ = ("block", "slot_addresses", "nodes", "buffers")
+
+    def __init__(self, plan, block, base, shift):
+        self.block = block
+        self.slot_addresses = [fixed if fixed is not None else base + offset for fixed, offset in plan.slots]
+        nodes, buffers = [], []
+        for shape, dtype, offset, nbytes, np_dtype, strides in plan.result_specs:
+            node = Node.raw("BUFFER", (), None, shape, dtype, 0)
+            node.buffer = Buffer.carved(block, shift + offset, nbytes, np_dtype, base + offset)
+            node.strides = strides
+            nodes.append(node)
+            buffers.append(node.buffer)
+        self.nodes, self.buffers = nodes, tuple(buffers)
+
+    @staticmethod
+    def free_one(sets):
+        # NOTE: looked for from the oldest: a loop that keeps one step's results alternates two sets
+        for k, results in enumerate(sets):
+            if results.unreferenced():
+                if k != len(sets) - 1:
+                    sets.append(sets.pop(k))
+                return results
+        return None
+
+    def unreferenced(self) -> bool:
+        """Whether only this set refers to its nodes, their buffers and its block."""
+        # NOTE: the counts below are the references this code itself makes (the list or tuple, the
+        # loop variable, getrefcount's argument; a node's own reference to its buffer). A numpy view a
+        # buffer cached when its value was read refers to the block too: one only the buffer holds is
+        # dropped (it is made again if needed), one that anybody else holds keeps the set.
+        getrefcount = sys.getrefcount
+        for node in self.nodes:
+            if getrefcount(node) != 3:
+                return False
+        for buffer in self.buffers:
+            if getrefcount(buffer) != 4:
+                return False
+            if buffer._array is not None:
+                if getrefcount(buffer._array) != 2:
+                    return False
+                buffer._array = None
+        return getrefcount(self.block) == 2 + len(self.buffers)
 
 
 class _ExpressionBuilder:

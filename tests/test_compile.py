@@ -299,6 +299,44 @@ def test_results_of_earlier_calls_keep_their_values():
     assert [r.numpy()[0] for r in results] == [2.0 * (k + 2) for k in range(12)]
 
 
+def test_reused_result_memory_never_changes_a_value_someone_holds():
+    # a plan hands its result nodes out again once nothing refers to them; anything still holding a
+    # result (an alias, a view, a numpy array of it) must see what it sees in the eager loop
+    def run(compiled):
+        w = symgrad.ones(4)
+
+        def step():
+            w.add_(1.0)
+            return w * 2
+
+        fn = symgrad.compile(step) if compiled else step
+        held = {}
+        for k in range(40):
+            out = fn()
+            if k == 10:
+                held["alias"] = w.detach()
+            if k == 11:
+                held["numpy"] = w.numpy()
+            if k == 12:
+                held["view"] = w[1:3]
+            if k == 13:
+                held["numpy of a result"] = out.numpy().reshape(2, 2)
+            if k == 14:
+                held["result"] = out
+        held = {k: np.array(v.tolist()) for k, v in held.items()}
+        return held, w.tolist(), fn
+
+    eager, eager_w, _ = run(False)
+    compiled, compiled_w, fn = run(True)
+    assert compiled_w == eager_w == [41.0] * 4
+    for name, value in eager.items():
+        np.testing.assert_array_equal(compiled[name], value, err_msg=name)
+    assert eager["numpy of a result"].tolist() == [[30.0, 30.0], [30.0, 30.0]]
+    assert eager["result"].tolist() == [32.0] * 4
+    plan = next(iter(fn.entries.values())).program.plan
+    assert len(plan.result_sets) <= 4  # NOTE: reused, not one per call
+
+
 def test_a_returned_loss_cannot_be_backpropagated_again():
     w = symgrad.ones(2, requires_grad=True)
 
