@@ -22,11 +22,12 @@ Algorithms (polynomial coefficients: minimax fits made with mpmath's Remez-like 
 for each precision; see the tests for measured errors):
 
 * exp:   n = rint(x/ln2) (by adding 1.5*2^23 / 2^52 inside the FMA that scales x, so the integer
-         n is read off the bits), r = x - n*ln2 (two FMAs, the first exact), exp(r) = 1 + r + r^2/2
-         + r^3*Q(r), result scaled by 2^n: with AVX-512 by `llvm.ldexp` (`vscalefps`), otherwise in
-         two steps, so that results in the denormal range round once and 2^128 / 2^1024 are
-         reachable before overflowing to inf.
-* expm1: same reduction; 2^n*(1+p) - 1 evaluated as fma(2^n, p, 2^n - 1).
+         n is read off the bits), r = x - n*ln2 (two FMAs, the first exact), exp(r) = 1 + r*(1 +
+         r*P(r)) as one Horner chain of FMAs, result scaled by 2^n: with AVX-512 by `llvm.ldexp`
+         (`vscalefps`), otherwise in two steps, so that results in the denormal range round once
+         and 2^128 / 2^1024 are reachable before overflowing to inf.
+* expm1: same reduction, p = expm1(r) = r + r^2/2 + r^3*Q(r) (accurate relative to tiny r);
+         2^n*(1+p) - 1 evaluated as fma(2^n, p, 2^n - 1).
 * log:   x = 2^k*m, m in [sqrt(1/2), sqrt(2)) by integer ops on the bits; fdlibm's form
          log(m) = f - (f^2/2 - s*(f^2/2 + R(s^2))), s = f/(2+f); denormals pre-scaled.
 * log1p: the log kernel on u = 1+x plus the rounding error of 1+x, c = (x-(u-1))/u.
@@ -37,6 +38,9 @@ for each precision; see the tests for measured errors):
          accurate there) nor near 1.
 * sigmoid: x >= 0: 1/(1+e), x < 0: e/(1+e). No exp overflow and full relative accuracy for
          large negative x (results down to the denormals).
+         Both quotients have denominators in [1, 2]: they are formed by `div_in` (polynomial seed,
+         Newton step, numerator folded into a last step: FMAs only, <= 1/4 ulp more than a
+         division), not by a division instruction, which does not pipeline.
 * sin/cos: n = rint(x*2/pi), Cody-Waite r = x - n*pi/2 with pi/2 split in 4 (f32) or 3 (f64)
          parts applied by FMAs, then sin/cos minimax polynomials on |r| <= pi/4 (+ slack) and the
          quadrant picked by fcmp on n mod 4 (computed in floating point, no int conversion).
@@ -55,7 +59,7 @@ Measured max error in ULP of the correctly rounded result (tests/test_mathlib.py
 bit patterns, 8M f64 points; docs/mathlib.md) found at most 0.25 ULP more, worst 3.26 (f64 tanh):
 
     function   f32    f64        function   f32    f64
-    exp        1.48   1.40       sigmoid    2.19   2.29
+    exp        1.59   1.56       sigmoid    2.19   2.29
     expm1      1.39   1.83       sin        1.46   1.45
     log        0.82   0.77       cos        1.49   1.43
     log1p      1.99   2.00       erf        1.21   0.89 (vs mpmath)
@@ -71,6 +75,7 @@ attributes on functions that inline this code: the NaN/inf selects would be fold
 """
 from __future__ import annotations
 
+import functools
 import math
 
 from llvmlite import ir
@@ -97,6 +102,17 @@ _EXPM1_Q = {
            0.0013888888888842251, 0.00019841269889927547, 2.4801587440758515e-05,
            2.755724005869035e-06, 2.755714934086285e-07, 2.5110578719322997e-08,
            2.096040437369315e-09),
+}
+# exp(r) = 1 + r + r^2 * P(r) on |r| <= ln2/2 (+0.1 % slack), evaluated as one Horner chain
+# 1 + r*(1 + r*(c2 + r*(c3 + ...))): one FMA per coefficient, where the expm1 form above also
+# pays for r^2, the 1/2 step and the final 1 + p (exp needs no small-result accuracy near 0).
+# Fit max relative error: 2^-27.8 (f32, degree 6), 2^-56.4 (f64, degree 11).
+_EXP_P = {
+    False: (0.4999999403953552, 0.1666651964187622, 0.04166839271783829, 0.008368780836462975,
+            0.0013814467238262296),
+    True: (0.500000000000001, 0.16666666666666674, 0.04166666666652095, 0.008333333333322127,
+           0.0013888888948140007, 0.00019841269886836392, 2.4801486965350888e-05,
+           2.7557242059340425e-06, 2.7632791582662336e-07, 2.5110154340462048e-08),
 }
 # log(1+f) = 2 atanh(s) = 2s + s*R(z), z = s^2, R(z) = z*(c1 + c2 z + ...), |s| <= 0.1716.
 # Fit max relative error of 2 atanh(s): 2^-30.2 (f32), 2^-59.5 (f64).
@@ -180,6 +196,23 @@ def _scalef() -> bool:
     from . import jit
 
     return jit.host_has("avx512f")
+
+
+@functools.cache
+def _reciprocal_seed(lo: float, hi: float, degree: int):
+    """(coefficients of s, lowest first; eps) for the polynomial s of `degree` that minimises
+    eps = max |1 - d s(d)| over [lo, hi]: the seed of `_Emitter.div_in`.
+
+    1 - d s(d) ranges over the polynomials of degree + 1 that are 1 at d = 0, and the smallest of
+    those on [lo, hi] is the Chebyshev polynomial T_(degree+1) moved onto the interval and scaled to 1
+    at 0, so eps = 1/|T_(degree+1)(L(0))| with L the map of [lo, hi] onto [-1, 1]
+    ([1, 2]: 1/99 for a quadratic, 1/577 for a cubic)."""
+    from numpy.polynomial import Chebyshev, Polynomial
+
+    t = Chebyshev.basis(degree + 1, domain=[lo, hi]).convert(kind=Polynomial)
+    at_zero = t(0.0)
+    error = Polynomial([1.0]) - t / at_zero                    # 1 - d s(d): zero constant term
+    return tuple(float(c) for c in error.coef[1:degree + 2]), 1.0 / abs(at_zero)
 
 
 class _Emitter:
@@ -274,6 +307,26 @@ class _Emitter:
     def neg(self, a):
         return self.b.fneg(a)
 
+    def div_in(self, n, d, lo: float, hi: float):
+        """n/d for a d known to lie in [lo, hi] (0 < lo < hi) and a finite n, from FMAs only: a
+        division instruction is the one operation of these kernels that does not pipeline (a 16-lane
+        `vdivps` occupies the divider ~10 cycles, so two of them per vector bound a tanh+sigmoid
+        loop), while this sequence is ordinary FMA work that overlaps with the rest.
+
+        r = s(d), the polynomial seed of `_reciprocal_seed` (relative error eps), Newton steps
+        r += r (1 - d r) (eps -> eps^2) until eps^2 <= 2^-(p+3) with p the mantissa bits, then one
+        step with the numerator folded in: q = n r, q += r (n - d q), whose error is eps^2 relative
+        on top of the final rounding: at most 1/4 ulp more than a division. A NaN n or d gives NaN; a zero n
+        gives +0 (also -0: the last FMA adds +0 to it)."""
+        seed, eps = _reciprocal_seed(lo, hi, 3 if self.d else 2)
+        r = self.horner(d, seed)
+        one, nd = self.c(1.0), self.neg(d)
+        while eps * eps > 2.0 ** -(self.mant + 3):
+            r = self.fma(r, self.fma(nd, r, one), r)
+            eps = eps * eps
+        q = self.mul(n, r)
+        return self.fma(self.fma(nd, q, n), r, q)
+
     def lt(self, a, b):
         return self.b.fcmp_ordered("<", a, b)
 
@@ -345,10 +398,9 @@ class _Emitter:
 # exp / expm1
 # ---------------------------------------------------------------------------------------
 
-def _exp_reduce(m: _Emitter, x, lo=None):
-    """n = rint(x/ln2), r = x - n*ln2 (+ lo), p = expm1(r) by polynomial; returns (n, p, k) with k
-    the integer n (same-width int). |x| < 2^21 (f32) / 2^50 (f64); a NaN x gives NaN n and p and
-    some k.
+def _exp_argument(m: _Emitter, x, lo=None, negate=False):
+    """n = rint(x/ln2), r = x - n*ln2 (+ lo); returns (r, k) with k the integer n (same-width int).
+    |x| < 2^21 (f32) / 2^50 (f64); a NaN x gives a NaN r and some k.
 
     n is rounded by adding 1.5 * 2^23 (2^52) in the FMA that scales x: the sum's low mantissa bits
     are n itself, so k is one integer subtraction on the bits, with no rounding instruction and no
@@ -356,19 +408,40 @@ def _exp_reduce(m: _Emitter, x, lo=None):
     exp-heavy loop then waits for)."""
     d = m.d
     shifter = 1.5 * 2.0 ** m.mant
-    t = m.fma(x, m.c(_LOG2E), m.c(shifter))
+    t = m.fma(x, m.c(-_LOG2E if negate else _LOG2E), m.c(shifter))
     n = m.sub(t, m.c(shifter))                  # exact: rint(x/ln2)
     k = m.b.sub(m.b.bitcast(t, m.ity), m.b.bitcast(m.c(shifter), m.ity))
     nn = m.neg(n)
-    r = m.fma(nn, m.c(_LN2_HI[d]), x)          # exact
+    if negate:
+        r = m.neg(m.fma(n, m.c(_LN2_HI[d]), x))   # -x - n*ln2_hi, exact
+    else:
+        r = m.fma(nn, m.c(_LN2_HI[d]), x)          # exact
     r = m.fma(nn, m.c(_LN2_LO[d]), r)
     if lo is not None:
         r = m.add(r, lo)
+    return r, k
+
+
+def _exp_reduce(m: _Emitter, x, lo=None, negate=False):
+    """(p, k) with p = expm1(r) by polynomial, r and k from `_exp_argument`: e^x = 2^k (1 + p), and
+    p keeps its relative accuracy for tiny r (what expm1 and tanh need)."""
+    r, k = _exp_argument(m, x, lo, negate)
     r2 = m.mul(r, r)
-    q = m.horner(r, _EXPM1_Q[d])
+    q = m.horner(r, _EXPM1_Q[m.d])
     q = m.fma(q, r, m.c(0.5))
     p = m.fma(q, r2, r)                         # r + r^2*(1/2 + r*Q(r))
-    return n, p, k
+    return p, k
+
+
+def _scale(m: _Emitter, y, k):
+    """y * 2^k for the integer k of `_exp_argument` (|k| <= 150 / 1075 after the callers' clamps),
+    rounded once, also into the denormals; 2^128 (2^1024) itself is not a float, so without
+    AVX-512's one-instruction `vscalefps` the scaling is done in two steps."""
+    if _scalef():
+        return m.ldexp(y, m.b.trunc(k, m.i32) if m.d else k)
+    # 2^(k>>1) * 2^(k - (k>>1)): the first product is exact, the second rounds once
+    k1 = m.b.ashr(k, m.ci(1))
+    return m.mul(m.mul(y, m.pow2i(k1)), m.pow2i(m.b.sub(k, k1)))
 
 
 def _exp_core(m: _Emitter, x, lo=None):
@@ -376,16 +449,9 @@ def _exp_core(m: _Emitter, x, lo=None):
     d = m.d
     # The clamp keeps 2^n's two factors normal; exp(89) = inf and exp(-104) = 0 in f32.
     x = m.clamp_keep_nan(x, m.c(_EXP_LO[d]), m.c(_EXP_HI[d]))
-    n, p, k = _exp_reduce(m, x, lo)
-    y = m.add(m.c(1.0), p)
-    if _scalef():
-        # one instruction, the same single rounding
-        return m.ldexp(y, m.b.trunc(k, m.i32) if d else k)
-    # Scale by 2^n as 2^(n>>1) * 2^(n - (n>>1)): the first product is exact, the second
-    # rounds once, also when the result is denormal; 2^128 (2^1024) itself is not a float.
-    k1 = m.b.ashr(k, m.ci(1))
-    k2 = m.b.sub(k, k1)
-    return m.mul(m.mul(y, m.pow2i(k1)), m.pow2i(k2))
+    r, k = _exp_argument(m, x, lo)
+    y = m.fma(m.horner(r, (1.0,) + _EXP_P[d]), r, m.c(1.0))   # 1 + r*(1 + r*P(r))
+    return _scale(m, y, k)
 
 
 def _exp(m: _Emitter, x):
@@ -397,7 +463,7 @@ def _expm1_core(m: _Emitter, x):
     d = m.d
     maxe = m.bias                                  # 127 / 1023: largest 2^k that is a float
     x = m.max_to(m.min_to(x, m.c(_EXP_HI[d])), m.c(_EXPM1_LO[d]))
-    n, p, k = _exp_reduce(m, x)
+    p, k = _exp_reduce(m, x)
     big = m.b.icmp_signed(">", k, m.ci(maxe))
     k = m.b.select(big, m.ci(maxe), k)            # only n = 128 (1024) reaches this
     s = m.pow2i(k)
@@ -490,37 +556,40 @@ def _log1p(m: _Emitter, x):
 # ---------------------------------------------------------------------------------------
 
 def _exp_of_minus_abs(m: _Emitter, x):
-    """(e, p, k) with e = exp(-|x|) = 2^k (1+p) from one range reduction: tanh and sigmoid both
+    """(e, p, k) with e = exp(-|x|) = 2^k (1 + p) from one range reduction: tanh and sigmoid both
     start here, so a kernel computing both shares it (and either one has the same bits alone).
-    |x| is capped where exp(-|x|) is 0; a NaN x stays NaN through p and e."""
+    |x| is capped where exp(-|x|) is 0 (a NaN x stays NaN through p and e). The reduction is written
+    on a = |x| with the minus signs inside the FMAs: `a > cap ? cap : a` is then one vminps (a
+    negated select became a compare, an or and a masked move)."""
     d = m.d
     a = m.fabs(x)
     a = m.sel(m.gt(a, m.c(-_EXP_LO[d])), m.c(-_EXP_LO[d]), a)
-    n, p, k = _exp_reduce(m, m.neg(a))
-    if _scalef():
-        e = m.ldexp(m.add(m.c(1.0), p), m.b.trunc(k, m.i32) if d else k)
-    else:
-        k1 = m.b.ashr(k, m.ci(1))
-        e = m.mul(m.mul(m.add(m.c(1.0), p), m.pow2i(k1)), m.pow2i(m.b.sub(k, k1)))
-    return e, p, k
+    p, k = _exp_reduce(m, a, negate=True)
+    return _scale(m, m.add(m.c(1.0), p), k), p, k
 
 
 def _tanh_from(m: _Emitter, x, e, p, k):
     """tanh(|x|) = (1 - e^2)/(1 + e^2) with e = exp(-|x|) and 1 - e^2 = -E (1 + e), E = expm1(-|x|)
     = fma(2^k, p, 2^k - 1) from the same reduction: no cancellation near 0, where E is accurate,
     nor where e is small. Beyond the saturation E = -1 to working precision and the quotient
-    rounds to 1. The sign is copied back (tanh(-0) = -0)."""
-    low = m.ci(-(m.bias - 1))                          # 2^k stays a normal number
-    s = m.pow2i(m.b.select(m.b.icmp_signed("<", k, low), low, k))
+    rounds to 1. The quotient is formed as E (1 + e)/(1 + e^2) = -tanh(|x|): copysign takes only its
+    magnitude, so the sign of x goes back on without a negation (tanh(-0) = -0)."""
+    if _scalef():
+        # 2^k by the same vscalefps as e (k converted once): 2^k for k down to -150 is a denormal
+        # or 0, and E = 2^k p + (2^k - 1) rounds to -1 there as it should
+        s = _scale(m, m.c(1.0), k)
+    else:
+        low = m.ci(-(m.bias - 1))                      # 2^k stays a normal number
+        s = m.pow2i(m.b.select(m.b.icmp_signed("<", k, low), low, k))
     big_e = m.fma(s, p, m.sub(s, m.c(1.0)))
-    t = m.div(m.mul(m.neg(big_e), m.add(m.c(1.0), e)), m.fma(e, e, m.c(1.0)))
+    t = m.div_in(m.mul(big_e, m.add(m.c(1.0), e)), m.fma(e, e, m.c(1.0)), 1.0, 2.0)
     return m.copysign(t, x)
 
 
 def _sigmoid_from(m: _Emitter, x, e):
     """x >= 0: 1/(1+e), x < 0: e/(1+e): no exp overflow, and full relative accuracy for large
     negative x (results down to the denormals) instead of 1/(1+huge)."""
-    return m.div(m.sel(m.lt(x, m.c(0.0)), e, m.c(1.0)), m.add(m.c(1.0), e))
+    return m.div_in(m.sel(m.lt(x, m.c(0.0)), e, m.c(1.0)), m.add(m.c(1.0), e), 1.0, 2.0)
 
 
 def _tanh(m: _Emitter, x):

@@ -446,6 +446,88 @@ def test_float32_loop_is_vectorized_without_calls(fname):
     assert re.search(r"<(8|16) x float>", str(mod))
 
 
+@pytest.mark.skipif(not IS_X86, reason="checks x86 assembly")
+@pytest.mark.parametrize("fname", ["tanh", "sigmoid"])
+def test_tanh_sigmoid_loops_do_not_divide(fname):
+    """Their quotients have denominators in [1, 2] and go through div_in (FMAs): a vector division
+    occupies the divider ~10 cycles per 16 lanes, the bound of a tanh*sigmoid loop before."""
+    irm = ir.Module(name=f"nodiv_{fname}")
+    _add_kernel(irm, fname, ir.FloatType())
+    mod, tm = _compile(irm)
+    asm = tm.emit_assembly(mod)
+    assert re.search(r"\bvfn?madd\w*ps\s+[^\n]*%[xyz]mm", asm)
+    assert not re.search(r"\bv?div[ps]s\b", asm), f"{fname}: division in the loop"
+
+
+# --------------------------------------------------------------------------------------
+# (4) quotients without a division: _Emitter.div_in
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("lo, hi, degree", [(1.0, 2.0, 2), (1.0, 2.0, 3), (2.0, 6.0, 2), (0.25, 9.0, 3)])
+def test_reciprocal_seed_error_is_the_chebyshev_bound(lo, hi, degree):
+    coefs, eps = mathlib._reciprocal_seed(lo, hi, degree)
+    assert len(coefs) == degree + 1
+    d = np.linspace(lo, hi, 200_001)
+    error = np.abs(1 - d * np.polynomial.polynomial.polyval(d, coefs))
+    assert abs(error.max() - eps) <= 1e-9 * max(1.0, eps * 1e3)
+    # equioscillation: the bound is reached at both ends
+    assert error[0] == pytest.approx(eps, rel=1e-6) and error[-1] == pytest.approx(eps, rel=1e-6)
+    if (lo, hi, degree) == (1.0, 2.0, 2):
+        assert eps == pytest.approx(1 / 99)
+
+
+@functools.lru_cache(maxsize=None)
+def _div_in_kernel(dtype, lo, hi):
+    """out[i] = div_in(num[i], den[i]) for d in [lo, hi], through the same pipeline as the others."""
+    elem = _FTY[dtype]
+    irm = ir.Module(name="div_in")
+    ptr = ir.PointerType()
+    fn = ir.Function(irm, ir.FunctionType(ir.VoidType(), [ptr, ptr, ptr, _I64]), name="k_div_in")
+    for a in fn.args[:-1]:
+        a.add_attribute("noalias")
+    entry, loop, done = (fn.append_basic_block(s) for s in ("entry", "loop", "done"))
+    b = ir.IRBuilder(entry)
+    b.cbranch(b.icmp_signed(">", fn.args[3], ir.Constant(_I64, 0)), loop, done)
+    b.position_at_end(loop)
+    i = b.phi(_I64)
+    i.add_incoming(ir.Constant(_I64, 0), entry)
+    num, den = (b.load(b.gep(fn.args[j], [i], inbounds=True, source_etype=elem), typ=elem) for j in (0, 1))
+    q = mathlib._Emitter(b, elem).div_in(num, den, lo, hi)
+    b.store(q, b.gep(fn.args[2], [i], inbounds=True, source_etype=elem))
+    nxt = b.add(i, ir.Constant(_I64, 1))
+    i.add_incoming(nxt, loop)
+    b.cbranch(b.icmp_signed("<", nxt, fn.args[3]), loop, done)
+    b.position_at_end(done)
+    b.ret_void()
+    mod, tm = _compile(irm)
+    engine = llvm.create_mcjit_compiler(mod, tm)
+    engine.finalize_object()
+    call = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)(
+        engine.get_function_address("k_div_in"))
+    return engine, call
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("lo, hi", [(1.0, 2.0), (1.5, 2.5), (2.0, 8.0)])
+def test_div_in_is_as_good_as_a_division(dtype, lo, hi):
+    """Within 0.75 ulp of the exact quotient (a division: 0.5) for every d in [lo, hi], numerators of
+    every size and sign; NaN in either operand gives NaN; a zero numerator gives +0 (not -0: the callers'
+    numerators are never -0, or their sign is set afterwards)."""
+    rng = np.random.default_rng(5)
+    n = 200_000
+    num = _loguni(rng, 1e-30, 1e30, n).astype(dtype)
+    den = np.concatenate([rng.uniform(lo, hi, n - 4), [lo, hi, np.nextafter(lo, hi), np.nextafter(hi, lo)]])
+    den = den.astype(dtype)
+    num[:6] = [np.nan, 1.0, 0.0, -0.0, 3.0, -3.0]
+    den[1] = np.nan
+    out = np.empty_like(num)
+    _, call = _div_in_kernel(dtype, lo, hi)
+    call(num.ctypes.data, den.ctypes.data, out.ctypes.data, n)
+    assert np.isnan(out[0]) and np.isnan(out[1])
+    assert out[2] == 0 and out[3] == 0
+    err = ulp_errors(out[2:], num[2:].astype(LD) / den[2:].astype(LD), dtype)
+    assert err.max() <= 0.75, (float(err.max()), num[2:][np.argmax(err)], den[2:][np.argmax(err)])
+
+
 # --------------------------------------------------------------------------------------
 # table for docs/mathlib.md: python tests/test_mathlib.py [n]
 # --------------------------------------------------------------------------------------
