@@ -53,7 +53,7 @@ def disk_load_count() -> int:
 
 
 # What `optimize` runs; part of the disk cache key, so change it with the pipeline.
-PIPELINE = "speed_level=3 loop_vectorization slp_vectorization loop_unrolling loop_interleaving"
+PIPELINE = "speed_level=3 loop_vectorization slp_vectorization loop_unrolling loop_interleaving stream_stores"
 
 
 @functools.cache
@@ -94,7 +94,39 @@ def optimize(ir_text: str):
     tuning.loop_interleaving = True
     builder = llvm.create_pass_builder(tm, tuning)
     builder.getModulePassManager().run(module, builder)
+    if _STREAM_SCOPE in ir_text:
+        streamed = stream_stores(str(module))
+        module = llvm.parse_assembly(streamed)
+        module.verify()
     return module
+
+
+_STREAM_SCOPE = "codegen.stream.store"  # the alias scope lower.py puts on stores to stream
+_METADATA = re.compile(r"^!(\d+) = (?:distinct )?!\{(.*)\}$", re.MULTILINE)
+_VECTOR_STORE = re.compile(r"^\s*store <(\d+) x (float|double)> [^\n]*, align (\d+)[^\n]*!alias\.scope !(\d+)[^\n]*$",
+                           re.MULTILINE)
+
+
+def stream_stores(text: str) -> str:
+    """Optimized IR `text` with a non-temporal hint on each vector store that lower.py marked for
+    streaming (alias scope "codegen.stream.store") and that LLVM proved aligned to its size: x86 has
+    non-temporal vector stores only for aligned addresses (an unaligned one would be split into
+    scalar stores). The loop vectorizer will not vectorize a loop whose scalar stores carry the hint,
+    so it goes on here, after the pipeline; the code generator then emits `vmovntps`."""
+    nodes = {int(m.group(1)): m.group(2) for m in _METADATA.finditer(text)}
+    scopes = {n for n, body in nodes.items() if f'!"{_STREAM_SCOPE}"' in body}
+    # (inlining merges the kernels' own `noalias` scopes into the same lists)
+    lists = {n for n, body in nodes.items() if any(part.strip() in {f"!{k}" for k in scopes} for part in body.split(","))}
+    hint = max(nodes, default=-1) + 1
+
+    def add_hint(m):
+        lanes, size, align, scope = int(m.group(1)), 4 if m.group(2) == "float" else 8, int(m.group(3)), int(m.group(4))
+        if scope not in lists or align < lanes * size or lanes * size not in (16, 32, 64):
+            return m.group(0)
+        return f"{m.group(0)}, !nontemporal !{hint}"
+
+    out = _VECTOR_STORE.sub(add_hint, text)
+    return out if out == text else f"{out}\n!{hint} = !{{i32 1}}\n"
 
 
 def external_symbols(module) -> dict[str, int]:

@@ -163,3 +163,57 @@ def test_computed_index_loads_gather_and_add_stores_scatter_with_repeats():
     expected = np.full(4, 100.0)
     np.add.at(expected, index, values)
     np.testing.assert_array_equal(scattered, expected)
+
+
+def _aligned(n, dtype, misalign_bytes=0):
+    """An n-element array starting `misalign_bytes` past a 64-byte boundary."""
+    itemsize = np.dtype(dtype).itemsize
+    raw = np.empty(n * itemsize + 128, np.uint8)
+    start = -raw.ctypes.data % 64 + misalign_bytes
+    return raw[start:start + n * itemsize].view(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_large_outputs_are_streamed_when_aligned_and_equal_either_way(dtype):
+    """A kernel moving more than memory.stream_bytes() writes its final outputs with non-temporal
+    vector stores when they start on a 64-byte line (a second copy of the loop, plain stores, serves
+    other addresses); the values are the same, and the sum beside them too."""
+    n = max(codegen.memory.stream_bytes() // (2 * np.dtype(dtype).itemsize) * 2, 1 << 16) + 37  # ragged end
+    kernel = Kernel((n,), (Load(x, 0, (1,)),), (Store(1, (0,), x, reduce="sum"), Store(2, (1,), sympy.exp(x) * x)))
+    native = codegen.compile_program(Program((dtype,) * 3, (kernel,)))
+    if re.match(r"x86_64|i.86", codegen.jit.target_machine().triple):
+        assert re.search(r"\bvmovntp[sd]\b", native.assembly())
+    assert "!nontemporal" in native.compiled.optimized_ir
+    data = np.random.default_rng(3).standard_normal(n).astype(dtype)
+    results = []
+    for misalign in (0, 4, 32):
+        a, total, out = _aligned(n, dtype), np.zeros(1, dtype), _aligned(n, dtype, misalign)
+        a[:] = data
+        native([a.ctypes.data, total.ctypes.data, out.ctypes.data])
+        results.append((out.copy(), total[0]))
+    for out, total in results[1:]:
+        assert out.tobytes() == results[0][0].tobytes() and total == results[0][1]
+    np.testing.assert_allclose(results[0][0], np.exp(data) * data, rtol=1e-6 if dtype == "float32" else 1e-14)
+
+
+def test_outputs_read_by_a_later_kernel_and_small_kernels_are_not_streamed():
+    n = codegen.memory.stream_bytes() // 4
+    first = Kernel((n,), (Load(x, 0, (1,)),), (Store(1, (1,), x * 2),))
+    second = Kernel((n,), (Load(x, 1, (1,)),), (Store(2, (1,), x + 1),))
+    text = codegen.lower_program(Program(("float32",) * 3, (first, second)))
+    assert text.count(codegen.lower.STREAM_DOMAIN + ".store") == 1  # the second kernel's output only
+    small = Kernel((1000,), (Load(x, 0, (1,)),), (Store(1, (1,), x * 2),))
+    assert codegen.lower.STREAM_DOMAIN not in codegen.lower_program(Program(("float32",) * 2, (small,)))
+
+
+def test_stream_stores_marks_only_aligned_vector_stores_of_the_stream_scope():
+    text = "\n".join([
+        "  store <16 x float> %a, ptr %p, align 64, !alias.scope !0",
+        "  store <16 x float> %b, ptr %q, align 4, !alias.scope !0",
+        "  store <8 x double> %c, ptr %r, align 64, !alias.scope !3",
+        "  store float %d, ptr %s, align 64, !alias.scope !0",
+        '!0 = !{!1}', '!1 = !{!"codegen.stream.store", !2}', '!2 = !{!"codegen.stream"}',
+        '!3 = !{!4}', '!4 = !{!"some.other.scope", !2}'])
+    out = codegen.jit.stream_stores(text).splitlines()
+    assert out[0].endswith("!alias.scope !0, !nontemporal !5") and "!5 = !{i32 1}" in out
+    assert "nontemporal" not in "".join(out[1:4])
