@@ -1,5 +1,6 @@
 """Execution: fusion, caching by structure, runtime scalars, bounded pending graphs."""
 import numpy as np
+import pytest
 
 import codegen
 import symgrad
@@ -177,3 +178,25 @@ def test_a_transposed_product_that_is_requested_and_also_consumed():
     expected = (x.numpy().T @ g.numpy()).T
     np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-5)
     np.testing.assert_allclose(update.numpy(), expected * 0.9 + 1, rtol=1e-5)
+
+
+def test_a_convolution_weight_gradient_is_written_by_its_gemm():
+    # dW = (g @ cols.T).reshape(weight.shape): the reshape of a product is the product's own memory,
+    # so the GEMM writes the requested gradient directly (no copy kernel of the weight's shape), and a
+    # value computed from it beside reads it back
+    symgrad.manual_seed(0)
+    x = symgrad.randn(2, 3, 5, 5)
+    w = symgrad.randn(4, 3, 3, 3, requires_grad=True)
+    (grad,) = symgrad.autograd.grad(symgrad.nn.functional.conv2d(x, w, padding=1).pow(2).sum(), w)
+    update = grad * 0.5 + 1
+    plan, *_ = plan_for([grad._node, update._node], need_program=True)
+    copies = [k for k in plan.program.kernels if type(k).__name__ == "Kernel" and k.shape == (4, 3, 3, 3)
+              and len(k.stores) == 1 and k.stores[0].expr.is_Symbol]
+    assert not copies, copies
+    plan, targets, leaves, scalars = plan_for([grad._node, update._node])
+    plan.run(targets, leaves, scalars)
+    torch = pytest.importorskip("torch")
+    xt, wt = torch.tensor(x.numpy()), torch.tensor(w.detach().numpy(), requires_grad=True)
+    torch.nn.functional.conv2d(xt, wt, padding=1).pow(2).sum().backward()
+    np.testing.assert_allclose(grad.numpy(), wt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(update.numpy(), wt.grad.numpy() * 0.5 + 1, rtol=1e-4, atol=1e-4)
