@@ -3,10 +3,10 @@
 Everything spatial rests on one movement primitive, WINDOW: an affine view whose input index is an
 integer-linear function of its output index. Sliding windows (im2col) are such a view of the padded
 input, `cols[n, c, kh, kw, oh, ow] = xpad[n, c, s*oh + d*kh, s*ow + d*kw]`, so they cost nothing until
-a GEMM wants them as a matrix, when the scheduler stores them once. Their adjoint, col2im (`fold`),
-adds every window back to the positions it came from: the columns are written, dilated by the stride,
-into a zero buffer (ASSEMBLE), and a second WINDOW view with a negative coefficient lines up, for each
-input position, the kernel taps that read it, which one SUM reduces. So
+a GEMM wants them as a matrix, when the scheduler stores them once. Their adjoint, col2im (`fold`), is
+WINDOW's adjoint UNWINDOW: every window entry added, in one pass, to the padded-input position it
+came from (a zero fill, then one loop over the columns with an accumulating store), and the padding
+sliced off. So
 
 - convolution is pad -> WINDOW -> one GEMM (`W (O, C*K) @ cols (C*K, N*L)`), groups as a batched GEMM;
 - its backward is two GEMMs (`dW = g @ cols.T`, `dcols = W.T @ g`) and a fold;
@@ -75,19 +75,33 @@ def as_windows_forward(x, arg):
 
 
 def as_windows_vjp(g, inputs, out, arg):
-    """The adjoint of a WINDOW view: g scatter-added to the flat input position each element reads."""
+    """The adjoint of a WINDOW view: g added to the input position each element reads."""
+    (x,), (maps, _) = inputs, arg
+    return (unwindow(g, maps, x.shape),)
+
+
+def unwindow(x, maps, shape):
+    """WINDOW's adjoint: a new tensor of `shape`, zero but where the view `window(., maps, x.shape)` of
+    it reads, which gets the sum of the elements of x read there. Every position a map reaches must
+    lie inside `shape` (true of the maps a WINDOW view of such a tensor has). Unrecorded, as window()."""
+    maps, shape = tuple(map(tuple, maps)), tuple(shape)
     t = _tensor()
-    (x,), (maps, shape) = inputs, arg
-    strides = [math.prod(x.shape[k + 1:]) for k in range(x.dim())]
-    rank = len(shape)
-    index = t.full((1,) * rank, sum(row[-1] * s for row, s in zip(maps, strides)), dtype=t.int64)
-    for j in range(rank):
-        step = sum(row[j] * s for row, s in zip(maps, strides))
-        if step:
-            index = index + t.arange(shape[j]).reshape(*(shape[j] if a == j else 1 for a in range(rank))) * step
-    flat = index.expand(*shape).reshape(-1)
-    dx = t.zeros(x.numel(), dtype=g.dtype).scatter_add(0, flat, g.reshape(-1))
-    return (dx.reshape(x.shape),)
+    if _recording(x):
+        from .ops import OPS
+
+        return t._apply(OPS["AS_UNWINDOW"], (x,), arg=(maps, shape))
+    return as_unwindow_forward(x, (maps, shape))
+
+
+def as_unwindow_forward(x, arg):
+    maps, shape = arg
+    node = x._node
+    return _tensor().Tensor._wrap(Node.make("UNWINDOW", (node,), maps, shape, node.dtype))
+
+
+def as_unwindow_vjp(g, inputs, out, arg):
+    (x,), (maps, _) = inputs, arg
+    return (window(g, maps, x.shape),)
 
 
 def pad(x, pads, value=0.0):
@@ -106,7 +120,13 @@ def pad(x, pads, value=0.0):
 def windows(xp, kernel, stride, dilation, out, kernel_last=False):
     """Sliding windows of a padded `xp` (*lead, *spatial): (*lead, *kernel, *out), or with
     `kernel_last` (*lead, *out, *kernel) (so that a reduction over the taps runs innermost)."""
-    lead, S = xp.dim() - len(kernel), len(kernel)
+    maps, shape = _window_maps(xp.shape, kernel, stride, dilation, out, kernel_last)
+    return window(xp, maps, shape)
+
+
+def _window_maps(size, kernel, stride, dilation, out, kernel_last=False):
+    """The WINDOW maps and shape of `windows` over a tensor of shape `size`."""
+    lead, S = len(size) - len(kernel), len(kernel)
     rank = lead + 2 * S
     k_at = [lead + S + i if kernel_last else lead + i for i in range(S)]
     o_at = [lead + i if kernel_last else lead + S + i for i in range(S)]
@@ -119,40 +139,34 @@ def windows(xp, kernel, stride, dilation, out, kernel_last=False):
         row[o_at[i]] = stride[i]
         maps.append(row)
     shape = [0] * rank
-    shape[:lead] = xp.shape[:lead]
+    shape[:lead] = size[:lead]
     for i in range(S):
         shape[k_at[i]], shape[o_at[i]] = kernel[i], out[i]
-    return window(xp, maps, shape)
+    return maps, shape
 
 
 def fold(cols, size, kernel, stride, dilation, lo):
     """The adjoint of `windows(pad(x, lo, ...))` in its (*lead, *kernel, *out) layout: for every
-    position of x (of spatial `size`), the sum of the window entries that read it."""
-    from .indexing import assemble, full_region
+    position of x (of spatial `size`), the sum of the window entries that read it.
+
+    The entries are added into a padded-input-shaped buffer (UNWINDOW) and the padding is sliced
+    off: one pass over the columns. (Gathering per input position instead would need each tap's
+    validity tested, or the columns copied into a zero-padded, stride-dilated buffer first: that
+    cost three passes over a buffer up to 4x the columns' size.)"""
+    from .indexing import slice_region
 
     S = len(kernel)
     lead = cols.dim() - 2 * S
-    out = cols.shape[lead + S:]
+    out = tuple(cols.shape[lead + S:])
     reach = [d * (k - 1) for k, d in zip(kernel, dilation)]
-    extent = [max(n + p + r, r + s * (o - 1) + 1) for n, p, r, s, o in zip(size, lo, reach, stride, out)]
-    shape = tuple(cols.shape[:lead + S]) + tuple(extent)
-    zero = _tensor().zeros(*shape, dtype=cols.dtype)
-    region = full_region(cols.shape[:lead + S]) + tuple((r, s) for r, s in zip(reach, stride))
-    spread = assemble([zero, cols], [full_region(shape), region], shape)
-    rank = lead + 2 * S  # view: (*lead, *size, *kernel)
-    maps = []
-    for a in range(lead):
-        maps.append([1 if j == a else 0 for j in range(rank)] + [0])
-    for i in range(S):
-        maps.append([1 if j == lead + S + i else 0 for j in range(rank)] + [0])
-    for i in range(S):
-        row = [0] * (rank + 1)
-        row[lead + i] = 1
-        row[lead + S + i] = -dilation[i]
-        row[-1] = lo[i] + reach[i]
-        maps.append(row)
-    view = window(spread, maps, tuple(cols.shape[:lead]) + tuple(size) + tuple(kernel))
-    return _sum(view, range(lead + S, rank), False)
+    extent = tuple(max(n + p, r + s * (o - 1) + 1) for n, p, r, s, o in zip(size, lo, reach, stride, out))
+    padded = tuple(cols.shape[:lead]) + extent
+    maps, _ = _window_maps(padded, kernel, stride, dilation, out)
+    spread = unwindow(cols, maps, padded)
+    if extent == tuple(size):  # no padding to drop (lo is then 0)
+        return spread
+    region = tuple((0, 1) for _ in range(lead)) + tuple((p, 1) for p in lo)
+    return slice_region(spread, region, tuple(cols.shape[:lead]) + tuple(size))
 
 
 # -- convolution -----------------------------------------------------------------------------------

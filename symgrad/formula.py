@@ -99,6 +99,17 @@ def _window_view(x, shape, maps):
     return np.asarray(x)[tuple(sum(m[j] * index[j] for j in range(len(shape))) + m[-1] for m in maps)]
 
 
+def _unwindow(x, shape, maps):
+    """WINDOW's adjoint: zeros of `shape`, with every element of x added where the window of `maps`
+    reads it (the fold of a convolution's gradient)."""
+    x = np.asarray(x)
+    index = np.indices(x.shape, sparse=True)
+    at = tuple(np.broadcast_to(sum(m[j] * index[j] for j in range(x.ndim)) + m[-1], x.shape) for m in maps)
+    out = np.zeros(shape, x.dtype)
+    np.add.at(out, at, x)
+    return out
+
+
 def _softmax(x, axis):
     """exp(x) / sum(exp(x), axis=axis, keepdims=True), shifted by the max first (as torch computes it)."""
     x = np.asarray(x)
@@ -107,8 +118,8 @@ def _softmax(x, axis):
 
 
 #: The names a printed formula may use besides its tensors, and what they mean. Every one is the numpy
-#: function of that name except `erf` (scipy.special.erf), and `softmax`, `scatter_add`, `assemble` and
-#: `window` (written out above: numpy has no expression for them).
+#: function of that name except `erf` (scipy.special.erf), and `softmax`, `scatter_add`, `assemble`,
+#: `window` and `unwindow` (written out above: numpy has no expression for them).
 VOCABULARY = {
     "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "tanh": np.tanh, "sin": np.sin, "cos": np.cos,
     "abs": np.abs, "sign": np.sign, "erf": _erf, "isnan": np.isnan,
@@ -117,7 +128,8 @@ VOCABULARY = {
     "reshape": np.reshape, "transpose": np.transpose, "broadcast_to": np.broadcast_to,
     "take_along_axis": np.take_along_axis, "pad": np.pad, "arange": np.arange, "array": np.array,
     "zeros": np.zeros, "trunc": np.trunc, "inf": np.inf, "nan": np.nan, "pi": np.pi,
-    "scatter_add": _scatter_add, "assemble": _assemble, "window": _window_view, "softmax": _softmax,
+    "scatter_add": _scatter_add, "assemble": _assemble, "window": _window_view, "unwindow": _unwindow,
+    "softmax": _softmax,
 }
 
 
@@ -463,6 +475,11 @@ class _Builder:
         expr = self.exact(expr, shape, node.inputs[0].shape)
         return self.part("window", [expr], (tuple(node.shape), node.arg), node.shape), node.shape
 
+    def _unwindow(self, node, args):
+        (expr, shape), = args
+        expr = self.exact(expr, shape, node.inputs[0].shape)
+        return self.part("unwindow", [expr], (tuple(node.shape), node.arg), node.shape), node.shape
+
     def _scatter_add(self, node, args):
         parts = [self.exact(e, s, i.shape) for (e, s), i in zip(args, node.inputs)]
         return self.part("scatter_add", parts, (node.arg,), node.shape), node.shape
@@ -691,6 +708,8 @@ class _NumpyPrinter(StrPrinter):
             return f"assemble({p[0]}, {p[1]}, {', '.join(map(self.arg, o))})"
         if kind == "window":
             return f"window({self.arg(o[0])}, {p[0]}, {p[1]})"
+        if kind == "unwindow":
+            return f"unwindow({self.arg(o[0])}, {p[0]}, {p[1]})"
         if kind == "arange":
             return f"arange({p[0]})"
         if kind == "array":

@@ -673,6 +673,14 @@ CONV = [
     # it under create_graph=True, so that gradients of their gradients exist (its own: a scatter-add)
     Op("AS_WINDOWS", "AsStridedBackward0", "composite", forward=lambda x, arg: _convolution().as_windows_forward(x, arg),
        vjp=lambda g, i, o, arg: _convolution().as_windows_vjp(g, i, o, arg), dtype_rule=KEEP),
+    # UNWINDOW: WINDOW's adjoint, `arg` = the maps; a new buffer of the node's shape, zero but where the
+    # maps reach, which gets the sum of the input's elements mapped there (col2im, the fold of a
+    # convolution's or a pool's gradient). Stored, never fused into its consumers. Used like WINDOW.
+    Op("UNWINDOW", "", "movement", dtype_rule=KEEP, saves=False),
+    # AS_UNWINDOW: an UNWINDOW recorded, `arg` = (maps, shape), by gradient rules under create_graph=True
+    Op("AS_UNWINDOW", "AsStridedScatterBackward0", "composite",
+       forward=lambda x, arg: _convolution().as_unwindow_forward(x, arg),
+       vjp=lambda g, i, o, arg: _convolution().as_unwindow_vjp(g, i, o, arg), dtype_rule=KEEP),
     # conv1d/conv2d: `arg` = (stride, ((lo, hi) padding per axis), dilation, groups); bias may be None.
     # Forward: pad, WINDOW, one GEMM; backward: dW = g @ cols.T and dcols = W.T @ g (GEMMs), then fold.
     Op("CONVOLUTION", "ConvolutionBackward0", "composite",

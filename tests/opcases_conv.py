@@ -115,4 +115,7 @@ CONV_UNREACHABLE = {
     "WINDOW": "graph primitive behind CONVOLUTION / MAX_POOL / AVG_POOL; never recorded by autograd",
     "AS_WINDOWS": "recorded only by gradient rules under create_graph=True: tests/test_nn_conv.py's double "
                   "backward tests",
+    "UNWINDOW": "graph primitive behind the gradients of CONVOLUTION / MAX_POOL / AVG_POOL; never recorded",
+    "AS_UNWINDOW": "recorded only by gradient rules under create_graph=True: tests/test_nn_conv.py's double "
+                   "backward tests",
 }
