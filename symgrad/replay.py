@@ -32,6 +32,7 @@ tensor([0.0625, 0.0625], requires_grad=True)
 from __future__ import annotations
 
 import os
+import weakref
 
 import numpy as np
 
@@ -44,6 +45,10 @@ from .schedule import MOVEMENT, cached_plan, plan_for, resolve_views
 MAX_CALLS = 4096
 # A pending value from before a segment is described op by op in its guards up to this size.
 MAX_OUTSIDE_NODES = 64
+# The structures of pending values from before a segment (described anew by every segment that uses
+# them), by value: (its pending nodes, the leaves under it, their descriptions, the structure).
+# NOTE: an entry keeps its nodes until its value dies, also once computed (its next use drops the entry)
+_PENDING_STRUCTURES: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 # NOTE: a program that never repeats itself grows the trie without end; past this size it starts over.
 MAX_STEPS = 20_000
 # How many times a path is walked before its templates are captured (the third walk replays).
@@ -65,9 +70,11 @@ class Replay:
 class _Step:
     """A trie node: the guards that followed this point, and the template of the call that led here."""
 
-    __slots__ = ("next", "template", "visits", "flushes")
+    __slots__ = ("next", "template", "visits", "flushes", "key", "likely")
 
-    def __init__(self):
+    def __init__(self, key=None):
+        self.key = key  # the guard that leads here
+        self.likely = None  # the step taken from here last time: its guard is compared first
         self.next: dict = {}
         self.template = None
         self.visits = 0
@@ -81,10 +88,11 @@ class _CallTemplate:
     float operand giving arg or None, the node itself if it is a constant); the reference of its
     result; and what its float operands must satisfy."""
 
-    __slots__ = ("entries", "out", "records", "exact", "links", "checked")
+    __slots__ = ("entries", "base", "out", "records", "exact", "links", "checked", "build")
 
-    def __init__(self, entries, out, records, exact, links):
-        self.entries, self.out = entries, out
+    def __init__(self, entries, base, out, records, exact, links):
+        self.entries, self.base, self.out = entries, base, out
+        self.build = None  # the generated function building `entries`, made at the first replay
         self.checked = bool(exact or links)
         self.records = records  # whether the call records a backward function
         self.exact = exact  # float operands whose values the template baked in: ((k, value), ...)
@@ -95,10 +103,11 @@ class _BackwardTemplate:
     """A captured backward walk: its gradient graph, and per leaf reached (by its index among the
     segment's gradient sinks) how `.grad` was before and the reference of its new value."""
 
-    __slots__ = ("entries", "effects", "exact", "walked", "freed", "floats")
+    __slots__ = ("entries", "base", "effects", "exact", "walked", "freed", "floats", "build", "out")
 
-    def __init__(self, entries, effects, exact):
-        self.entries, self.effects, self.exact = entries, effects, exact
+    def __init__(self, entries, base, effects, exact):
+        self.entries, self.base, self.effects, self.exact = entries, base, effects, exact
+        self.build, self.out = None, None
         self.walked = self.freed = self.floats = ()
 
 
@@ -116,7 +125,8 @@ class _FlushTemplate:
 class _Segment:
     """The calls since the last flush: where they are in the trie and every node they made."""
 
-    __slots__ = ("step", "count", "tracking", "has_nodes", "flat", "known", "outputs", "external_index",
+    __slots__ = ("step", "count", "tracking", "has_nodes", "flat", "_known", "_indexed", "outputs",
+                 "external_index",
                  "fns", "fn_index", "accs", "acc_index", "floats")
 
     def __init__(self, root):
@@ -125,32 +135,71 @@ class _Segment:
         self.tracking = True  # guards are computed and the trie followed
         self.has_nodes = True  # every call so far was replayed or captured, so templates can refer to it
         self.flat: list[Node] = []  # what references >= 0 point at
-        self.known: dict[int, int] = {}  # id(node) -> its position in `flat`
+        self._known: dict[int, int] = {}  # id(node) -> its (last) position in `flat`, up to _indexed
+        self._indexed = 0
         self.outputs: dict[int, int] = {}  # id(node) -> the call whose result it is
         self.external_index: dict[int, int] = {}  # id(node) -> order of first use, for outside values
         self.fns: dict = {}  # call number -> the backward function it recorded
         self.fn_index: dict[int, int] = {}
         self.accs: list = []  # gradient sinks of leaves the calls used
-        self.acc_index: dict[int, int] = {}
+        self.acc_index: dict[int, tuple] = {}  # id(sink) -> its guard part ("a", position in accs)
         self.floats: list = []  # (call, operand, value) of every float operand
 
+    @property
+    def known(self) -> dict:
+        """id(node) -> its position in `flat`. Indexed when asked: replayed calls only append to `flat`."""
+        known, flat, start = self._known, self.flat, self._indexed
+        if start < len(flat):
+            known.update(zip(map(id, flat[start:]), range(start, len(flat))))
+            self._indexed = len(flat)
+        return known
+
     # -- guards -------------------------------------------------------------------------------------
-    def guard(self, op, operands, arg, name, positions):
-        """The hashable description of this call that its template depends on, or None if unsupported."""
+    def guard(self, op, operands, arg, name, positions, likely):
+        """The hashable description of this call that its template depends on, or None if unsupported.
+
+        `likely` is the key of the call that followed here last time (or None). While this call's parts
+        equal its parts nothing is allocated, and when all do `likely` itself is returned: a loop's
+        repeated call builds no key and its trie lookup hashes nothing."""
         if isinstance(arg, float):
             # NOTE: a float argument (add's alpha) is a runtime scalar like a float operand
             self.floats.append((self.count, -1, arg))
             arg = "f"
-        parts = [op.name, arg, name, positions, GradMode.enabled, GradMode.in_backward]
+        head = (op.name, arg, name, positions, GradMode.enabled, GradMode.in_backward)
+        parts = None  # the key so far, once it differs from `likely`
+        if likely is None or len(likely) != len(head) + len(operands) or likely[0] != op.name:
+            parts = list(head)
+        else:
+            try:
+                # NOTE: `is True`: an argument holding a tensor or an array compares elementwise; such
+                # keys are looked up by hash (identity for a tensor) below
+                if not ((likely[1] is arg or (likely[1] == arg) is True) and likely[2] == name
+                        and likely[3] == positions and likely[4] == head[4] and likely[5] == head[5]):
+                    parts = list(head)
+            except Exception:  # noqa: BLE001 - an argument holding tensors: bool() of their == raises
+                parts = list(head)
         Tensor = _tensor.Tensor
-        outputs, fn_index = self.outputs, self.fn_index
+        outputs, fn_index, acc_index = self.outputs, self.fn_index, self.acc_index
+        position = len(head)
         for o in operands:
             if isinstance(o, Tensor):
-                # the common case inline: the result of an earlier call, with its recorded function or none
+                # the common cases inline: the result of an earlier call, with no history, the function
+                # an earlier call recorded, or the gradient sink of a leaf already seen
                 call = outputs.get(id(o._cell.node))
                 fn = o._grad_node
-                if call is not None and not o._output_nr and (fn is None or id(fn) in fn_index):
-                    part = call, (None if fn is None else fn_index[id(fn)])
+                grad = None
+                if fn is not None:
+                    grad = fn_index.get(id(fn))
+                    if grad is None:
+                        grad = acc_index.get(id(fn))
+                if call is not None and not o._output_nr and (fn is None or grad is not None):
+                    if parts is None:
+                        expected = likely[position]
+                        if expected.__class__ is tuple and expected[0] == call and expected[1] == grad:
+                            position += 1
+                            continue
+                        parts = list(likely[:position])
+                    part = call, grad
                 else:
                     part = self._describe(o)
                     if part is None:
@@ -163,11 +212,17 @@ class _Segment:
                 part = ("i", int(o))
             elif isinstance(o, (float, np.floating)):
                 part = "f"  # a runtime scalar: its value is not part of the guard
-                self.floats.append((self.count, len(parts), float(o)))
+                self.floats.append((self.count, position, float(o)))
             else:
                 return None
+            if parts is None:
+                if likely[position] == part:
+                    position += 1
+                    continue
+                parts = list(likely[:position])
             parts.append(part)
-        return tuple(parts)
+            position += 1
+        return likely if parts is None else tuple(parts)
 
     def _where(self, node):
         """Which call made `node`, or which value from before the segment it is (None: neither)."""
@@ -184,7 +239,6 @@ class _Segment:
                 return None
         q = self.external_index[id(node)] = len(self.external_index)
         if self.has_nodes:
-            self.known[id(node)] = len(self.flat)
             self.flat.append(node)
         return "x", q, layout
 
@@ -192,26 +246,59 @@ class _Segment:
         """The structure of a pending value from before the segment (`y = 2 * x + 3`, kept for a loop):
         its ops, with the buffers and runtime scalars under it described as outside values of their own
         (so a captured flush can bind them). None past MAX_OUTSIDE_NODES nodes."""
+        cached = _PENDING_STRUCTURES.get(root)
+        if cached is not None:
+            order, leaves, wheres, structure = cached
+            # NOTE: pending nodes never change, but one under `root` may have been computed since
+            if all(node.buffer is None for node in order):
+                # the leaves are described in the order the walk below describes them, so the segment
+                # numbers its outside values the same way
+                found = []
+                for leaf in leaves:
+                    where = self._where(leaf)
+                    if where is None:
+                        return None
+                    found.append(where)
+                if found == wheres:
+                    return structure
+                described = iter(found)
+                return self._walk_pending(order, lambda node: next(described), [])[1]
+            del _PENDING_STRUCTURES[root]
         order = pending_postorder([root])
         if len(order) > MAX_OUTSIDE_NODES:
             return None
-        index, entries = {}, []
+        leaves = []
+        wheres, structure = self._walk_pending(order, self._where, leaves)
+        if structure is not None:
+            _PENDING_STRUCTURES[root] = order, leaves, wheres, structure
+        return structure
+
+    @staticmethod
+    def _walk_pending(order, where, leaves):
+        """(the descriptions of the leaves under `order`'s root, the root's structure): `where`
+        describes each leaf in turn, and `leaves` receives them in that order."""
+        root = order[-1]
+        index, entries, wheres = {}, [], []
         for node in order:
             if node is not root and node.op == "SCALAR":
-                entries.append(self._where(node))
+                leaves.append(node)
+                wheres.append(where(node))
+                entries.append(wheres[-1])
             else:
                 refs = []
                 for child in node.inputs:
                     r = index.get(id(child))
                     if r is None:
-                        r = self._where(child)  # a buffer
+                        leaves.append(child)
+                        r = where(child)  # a buffer
                         if r is None:
-                            return None
+                            return wheres, None
+                        wheres.append(r)
                     refs.append(r)
                 entries.append((node.op, None if node.op == "SCALAR" else node.arg, node.shape, node.dtype,
                                 tuple(refs)))
             index[id(node)] = len(entries) - 1
-        return "pending", tuple(entries)
+        return wheres, ("pending", tuple(entries))
 
     def _describe(self, t):
         where = self._where(t._cell.node)
@@ -225,11 +312,10 @@ class _Segment:
             if grad is None:
                 if type(fn) is not AccumulateGrad:
                     return None  # history from before the segment: its backward is not ours to replay
-                a = self.acc_index.get(id(fn))
-                if a is None:
-                    a = self.acc_index[id(fn)] = len(self.accs)
+                grad = self.acc_index.get(id(fn))
+                if grad is None:
+                    grad = self.acc_index[id(fn)] = ("a", len(self.accs))
                     self.accs.append(fn)
-                grad = ("a", a)
         if t._output_nr:
             return None
         return where, grad
@@ -280,10 +366,9 @@ class _Segment:
                 entries.append((node.op, tuple(ref(child) for child in node.inputs), node.arg, node.shape,
                                 node.dtype, node.pending_size, source, pin))
                 nodes.append(node)
-        for k, node in enumerate(nodes):
-            known[id(node)] = base + k
         flat.extend(nodes)
-        return tuple(entries), ref
+        self.known  # index the new nodes
+        return tuple(entries), base, ref
 
     def capture(self, operands, operand_nodes, out):
         """The template of a call from the graph it just built, or None."""
@@ -314,8 +399,8 @@ class _Segment:
         captured = self._capture([out._cell.node], named, scalar_source)
         if captured is None:
             return None
-        entries, ref = captured
-        return _CallTemplate(entries, ref(out._cell.node), out._grad_node is not None,
+        entries, base, ref = captured
+        return _CallTemplate(entries, base, ref(out._cell.node), out._grad_node is not None,
                              tuple(floats) if exact else (), tuple(links.items()))
 
     def capture_backward(self, touched, pre):
@@ -346,8 +431,8 @@ class _Segment:
         captured = self._capture([node for _, _, node in effects], {}, scalar_source)
         if captured is None:
             return None
-        entries, ref = captured
-        return _BackwardTemplate(entries, tuple((a, before, ref(node)) for a, before, node in effects), exact)
+        entries, base, ref = captured
+        return _BackwardTemplate(entries, base, tuple((a, before, ref(node)) for a, before, node in effects), exact)
 
     # -- replay -----------------------------------------------------------------------------------------
     def matches(self, template, operands):
@@ -360,19 +445,12 @@ class _Segment:
                 return False
         return True
 
-    def build(self, entries, operand_nodes, operands):
-        """Append the nodes of `entries` to `flat`."""
-        flat, known, raw = self.flat, self.known, Node.raw
-        for op, refs, arg, shape, dtype, pending, source, pin in entries:
-            if pin is not None and pin.buffer is None:
-                node = pin
-            else:
-                inputs = tuple([flat[r] if r >= 0 else operand_nodes[~r] for r in refs])
-                if source is not None:
-                    arg = float(operands[source])
-                node = raw(op, inputs, arg, shape, dtype, pending)
-            known[id(node)] = len(flat)
-            flat.append(node)
+    def build(self, template, operands):
+        """Append the nodes `template` builds to `flat`; its result node (None for a backward)."""
+        build = template.build
+        if build is None:
+            build = template.build = _build_function(template.entries, template.base, template.out)
+        return build(self.flat, operands)
 
     # -- flush ------------------------------------------------------------------------------------------
     def flush_key(self, nodes, cells):
@@ -389,6 +467,62 @@ class _Segment:
         updated = frozenset(r for r in (known.get(id(c.node)) for c in cells if c.node.buffer is None)
                             if r is not None)
         return tuple(requested), updated
+
+
+def _build_function(entries, base, out):
+    """Straight-line Python building the nodes of template `entries` (captured at position `base` of a
+    segment's `flat`) and returning the node of reference `out`: what a replayed call runs, without
+    interpreting the entries one field at a time.
+
+    >>> entries = (("EXPAND", (-1,), (3,), (3,), "float32", 2, None, None),
+    ...            ("MUL", (0, 5), None, (3,), "float32", 4, None, None))
+    >>> print(_build_function(entries, 5, 6).source)
+    def build(flat, operands):
+        if len(flat) != 5:
+            raise AssertionError("a replayed call found its segment at position %d, not 5" % len(flat))
+        n0 = raw('EXPAND', (operands[0]._cell.node,), c0, c1, 'float32', 2)
+        n1 = raw('MUL', (flat[0], n0), c2, c3, 'float32', 4)
+        flat += (n0, n1)
+        return n1
+    """
+    constants = {}
+
+    def constant(value):
+        name = f"c{len(constants)}"
+        constants[name] = value
+        return name
+
+    def ref(r):
+        if r >= base:
+            return f"n{r - base}"
+        return f"flat[{r}]" if r >= 0 else f"operands[{~r}]._cell.node"
+
+    lines = ["def build(flat, operands):",
+             # NOTE: templates name earlier nodes by position; a path replayed to here has the same ones
+             f"    if len(flat) != {base}:",
+             f"        raise AssertionError(\"a replayed call found its segment at position %d, not {base}\" "
+             f"% len(flat))"]
+    for k, (op, refs, arg, shape, dtype, pending, source, pin) in enumerate(entries):
+        inputs = _tuple_code([ref(r) for r in refs])
+        value = f"float(operands[{source}])" if source is not None else constant(arg)
+        make = f"raw({op!r}, {inputs}, {value}, {constant(shape)}, {dtype!r}, {pending})"
+        if pin is not None:
+            pinned = constant(pin)
+            make = f"{pinned} if {pinned}.buffer is None else {make}"
+        lines.append(f"    n{k} = {make}")
+    if entries:
+        lines.append(f"    flat += {_tuple_code([f'n{k}' for k in range(len(entries))])}")
+    lines.append(f"    return {'None' if out is None else ref(out)}")
+    source = "\n".join(lines)
+    namespace = {"raw": Node.raw, **constants}
+    exec(compile(source, "<replay template>", "exec"), namespace)
+    build = namespace["build"]
+    build.source = source
+    return build
+
+
+def _tuple_code(items):
+    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
 def _scalars_below(root, named):
@@ -440,26 +574,27 @@ def call(op, operands, arg, name, positions, compute):
     if not segment.tracking:
         return _run(segment, compute, op, operands, arg, name, positions)
     number = segment.count
-    key = segment.guard(op, operands, arg, name, positions)
+    step = segment.step
+    likely = step.likely
+    key = segment.guard(op, operands, arg, name, positions, None if likely is None else likely.key)
     if key is None or number > MAX_CALLS:
         segment.tracking = False
         return _run(segment, compute, op, operands, arg, name, positions)
-    step = segment.step
-    try:
-        child = step.next.get(key)
-    except TypeError:  # an unhashable argument
-        segment.tracking = False
-        return _run(segment, compute, op, operands, arg, name, positions)
+    if likely is not None and key is likely.key:
+        child = likely
+    else:
+        try:
+            child = step.next.get(key)
+        except TypeError:  # an unhashable argument
+            segment.tracking = False
+            return _run(segment, compute, op, operands, arg, name, positions)
     Tensor = _tensor.Tensor
-    operand_nodes = [o._cell.node if isinstance(o, Tensor) else None for o in operands]
     # the values runtime scalars may come from: the operands, then a float argument
     values = (*operands, arg) if isinstance(arg, float) else operands
     template = child.template if child is not None else None
     if template is not None and segment.has_nodes and (
             not template.checked or segment.matches(template, values)):
-        segment.build(template.entries, operand_nodes, values)
-        r = template.out
-        node = segment.flat[r] if r >= 0 else operand_nodes[~r]
+        node = segment.build(template, values)
         out = Tensor._wrap(node)
         if template.records:
             _tensor._record(op, operands, out, arg, name,
@@ -471,10 +606,11 @@ def call(op, operands, arg, name, positions, compute):
             segment.outputs[id(node)] = number
         Replay.replayed_calls += 1
         child.visits += 1
-        segment.step = child
+        step.likely = segment.step = child
         segment.count += 1
         return out
     else:
+        operand_nodes = [o._cell.node if isinstance(o, Tensor) else None for o in operands]
         out = _run(segment, compute, op, operands, arg, name, positions)
         if Replay.segment is not segment or not segment.tracking:
             return out  # it flushed or read values midway: this segment is over
@@ -482,7 +618,7 @@ def call(op, operands, arg, name, positions, compute):
             segment.tracking = False
             return out
         if child is None:
-            child = step.next[key] = _Step()
+            child = step.next[key] = _Step(key)
             Replay.steps += 1
         if segment.has_nodes and child.visits + 1 >= CAPTURE_ON_VISIT and child.template is None:
             template = segment.capture(values, operand_nodes, out)
@@ -493,7 +629,7 @@ def call(op, operands, arg, name, positions, compute):
         else:
             segment.has_nodes = False
     child.visits += 1
-    segment.step = child
+    step.likely = segment.step = child
     segment.count += 1
     segment.note_result(number, out)
     return out
@@ -521,7 +657,7 @@ def backward(root, retain, backward_now):
         if Replay.segment is not segment or not segment.tracking:
             return touched
         if child is None:
-            child = step.next[key] = _Step()
+            child = step.next[key] = _Step(key)
             Replay.steps += 1
         template = None
         if segment.has_nodes and child.visits + 1 >= CAPTURE_ON_VISIT and child.template is None:
@@ -566,7 +702,7 @@ def _floats_of(segment, calls):
 
 
 def _replay_backward(segment, template):
-    segment.build(template.entries, (), ())
+    segment.build(template, ())
     flat = segment.flat
     touched = []
     for a, before, r in template.effects:
