@@ -55,14 +55,13 @@ def main(argv=None) -> list[str]:
     import argparse
 
     import codegen
-    import codegen.blas
 
     from benchmarks.timing import interleaved_medians, report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    codegen.blas.set_num_threads(1)
+    codegen.set_num_threads(1)  # our kernels and OpenBLAS alike (torch gets 1 thread too)
     ours, model = symgrad_step(*data())
     compiles = codegen.compile_count() if callable(getattr(codegen, "compile_count", None)) else None
     start = time.perf_counter()
@@ -88,10 +87,10 @@ def main(argv=None) -> list[str]:
     medians = interleaved_medians(contenders, rounds=args.rounds, calls_per_round=1, warmup=1)
     if torch is not None:
         torch.set_num_threads(2)
-        codegen.blas.set_num_threads(2)
+        codegen.set_num_threads(2)
         two = interleaved_medians({"symgrad (2 threads)": ours, "torch eager (2 threads)": theirs},
                                   rounds=args.rounds, calls_per_round=1, warmup=1)
-        codegen.blas.set_num_threads(1)
+        codegen.set_num_threads(1)
         torch.set_num_threads(1)
         medians.update(two)
         lines.append(f"2 threads: symgrad / torch eager = "
