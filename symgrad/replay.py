@@ -445,12 +445,12 @@ class _Segment:
                 return False
         return True
 
-    def build(self, template, operands):
-        """Append the nodes `template` builds to `flat`; its result node (None for a backward)."""
-        build = template.build
-        if build is None:
-            build = template.build = _build_function(template.entries, template.base, template.out)
-        return build(self.flat, operands)
+    @staticmethod
+    def build_function(template):
+        """The function appending the nodes `template` builds to a segment's `flat` and returning its
+        result node (None for a backward): made at the template's first replay."""
+        template.build = _build_function(template.entries, template.base, template.out)
+        return template.build
 
     # -- flush ------------------------------------------------------------------------------------------
     def flush_key(self, nodes, cells):
@@ -594,7 +594,8 @@ def call(op, operands, arg, name, positions, compute):
     template = child.template if child is not None else None
     if template is not None and segment.has_nodes and (
             not template.checked or segment.matches(template, values)):
-        node = segment.build(template, values)
+        build = template.build or segment.build_function(template)
+        node = build(segment.flat, values)
         out = Tensor._wrap(node)
         if template.records:
             _tensor._record(op, operands, out, arg, name,
@@ -602,8 +603,9 @@ def call(op, operands, arg, name, positions, compute):
             fn = out._grad_node
             segment.fn_index[id(fn)] = number
             segment.fns[number] = fn
-        if id(node) not in segment.outputs and id(node) not in segment.external_index:
-            segment.outputs[id(node)] = number
+        outputs = segment.outputs
+        if id(node) not in outputs and id(node) not in segment.external_index:
+            outputs[id(node)] = number
         Replay.replayed_calls += 1
         child.visits += 1
         step.likely = segment.step = child
@@ -702,7 +704,7 @@ def _floats_of(segment, calls):
 
 
 def _replay_backward(segment, template):
-    segment.build(template, ())
+    (template.build or segment.build_function(template))(segment.flat, ())
     flat = segment.flat
     touched = []
     for a, before, r in template.effects:

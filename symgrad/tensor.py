@@ -230,11 +230,41 @@ class Cell:
         self.node = node
 
 
+class _WeakCells:
+    """A set of cells held weakly: weak references by id, dead ones dropped when iterating. What
+    weakref.WeakSet does, without its Python-level iteration guards (every flush iterates this)."""
+
+    __slots__ = ("_refs",)
+
+    def __init__(self):
+        self._refs: dict[int, weakref.ref] = {}
+
+    def add(self, cell: Cell) -> None:
+        ref = self._refs.get(id(cell))
+        if ref is None or ref() is not cell:  # NOTE: a dead cell's id can be reused by a new one
+            self._refs[id(cell)] = weakref.ref(cell)
+
+    def discard(self, cell: Cell) -> None:
+        ref = self._refs.get(id(cell))
+        if ref is not None and ref() is cell:
+            del self._refs[id(cell)]
+
+    def __iter__(self):
+        live = []
+        for key, ref in list(self._refs.items()):
+            cell = ref()
+            if cell is None:
+                del self._refs[key]
+            else:
+                live.append(cell)
+        return iter(live)
+
+
 class _Updated:
     """Cells changed in place since the last realization; they are realized with the next program,
     so a training loop's parameter updates become buffers instead of an ever longer history."""
 
-    cells: "weakref.WeakSet[Cell]" = weakref.WeakSet()
+    cells = _WeakCells()
 
 
 def _realize(nodes):
@@ -248,7 +278,7 @@ def _realize(nodes):
     else:
         _realize_now(nodes, cells)
     for cell in cells:
-        if cell.node.realized:
+        if cell.node.buffer is not None:
             _Updated.cells.discard(cell)
 
 
@@ -1287,7 +1317,8 @@ class Tensor:
 
     # in place -------------------------------------------------------------------------------------
     def _inplace(self, result_fn, check_leaf=True) -> "Tensor":
-        if check_leaf and self.is_leaf and self.requires_grad and GradMode.enabled:
+        # NOTE: a leaf that requires grad is exactly a tensor whose gradient sink is an AccumulateGrad
+        if check_leaf and isinstance(self._grad_node, AccumulateGrad) and GradMode.enabled:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
         result = result_fn()
         if result._cell.node.shape != self._cell.node.shape:
@@ -1327,7 +1358,7 @@ class Tensor:
         if isinstance(value, Tensor):
             return self._inplace(lambda: value.reshape(()).expand(self.shape) + zeros_like(self))
         # NOTE: the common `grad.zero_()` of every training step, without building a temporary tensor
-        if self.is_leaf and self.requires_grad and GradMode.enabled:
+        if isinstance(self._grad_node, AccumulateGrad) and GradMode.enabled:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
         node = self._cell.node
         self._assign(_expand_node(_constant(value, DTYPES[node.dtype]), node.shape))
@@ -1876,10 +1907,15 @@ def _compute(op: Op, operands, arg=None, name=None, positions=None) -> Tensor:
 
 
 def _record(op, operands, out, arg, name, positions):
-    saved = tuple([(o._cell.node, o._grad_node) if isinstance(o, Tensor) else o for o in operands])
-    next_functions = tuple([(o._grad_node, o._output_nr) if isinstance(o, Tensor) else (None, 0)
-                            for o in [operands[p] for p in positions]])
-    fn = backward_class(name or op.grad_fn)(op, saved, out._cell.node, arg, next_functions, positions)
+    # NOTE: plain loops: every replayed call records, and comprehensions cost a frame each here
+    saved = []
+    for o in operands:
+        saved.append((o._cell.node, o._grad_node) if isinstance(o, Tensor) else o)
+    next_functions = []
+    for p in positions:
+        o = operands[p]
+        next_functions.append((o._grad_node, o._output_nr) if isinstance(o, Tensor) else (None, 0))
+    fn = backward_class(name or op.grad_fn)(op, tuple(saved), out._cell.node, arg, tuple(next_functions), positions)
     out._grad_node = fn
 
 
