@@ -70,11 +70,12 @@ class Replay:
 class _Step:
     """A trie node: the guards that followed this point, and the template of the call that led here."""
 
-    __slots__ = ("next", "template", "visits", "flushes", "key", "likely")
+    __slots__ = ("next", "template", "visits", "flushes", "key", "likely", "check")
 
     def __init__(self, key=None):
         self.key = key  # the guard that leads here
         self.likely = None  # the step taken from here last time: its guard is compared first
+        self.check = None  # generated check of `key` (see _guard_function), made when first replayed
         self.next: dict = {}
         self.template = None
         self.visits = 0
@@ -232,11 +233,14 @@ class _Segment:
         q = self.external_index.get(id(node))
         if q is not None:
             return "x", q
-        layout = _external_layout(node)
-        if layout is None:
-            layout = self._pending_structure(node)
+        if node.buffer is not None:  # inline: most outside values are parameters and their gradients
+            layout = "buffer", node.shape, node.dtype, node.strides
+        else:
+            layout = _external_layout(node)
             if layout is None:
-                return None
+                layout = self._pending_structure(node)
+                if layout is None:
+                    return None
         q = self.external_index[id(node)] = len(self.external_index)
         if self.has_nodes:
             self.flat.append(node)
@@ -521,6 +525,153 @@ def _build_function(entries, base, out):
     return build
 
 
+def _make_check(step):
+    step.check = _guard_function(step.key) or _no_check
+    return step.check
+
+
+def _no_check(segment, op, operands, arg, name, positions):
+    return False
+
+
+def _guard_function(key):
+    """Straight-line Python deciding whether a call's guard equals `key` without building it (the
+    general `_Segment.guard` is the reference), and when it does, making the registrations that guard
+    makes (outside buffers, gradient sinks, float operands). It returns False, having changed nothing,
+    when the guard differs or when a part is of a kind it leaves to the general guard (pending outside
+    values, a value used twice before it is registered). None when `key` has such parts only.
+
+    >>> print(_guard_function(("MUL", None, None, None, True, False, (3, None), "f")).source)
+    def check(segment, op, operands, arg, name, positions):
+        if op.name != 'MUL' or len(operands) != 2 or name != c0 or positions != c1:
+            return False
+        if GradMode.enabled is not True or GradMode.in_backward is not False:
+            return False
+        if isinstance(arg, float) or not same(arg, c2):
+            return False
+        outputs, external_index = segment.outputs, segment.external_index
+        fn_index, acc_index = segment.fn_index, segment.acc_index
+        o0 = operands[0]
+        if not isinstance(o0, Tensor) or o0._output_nr:
+            return False
+        n0 = o0._cell.node
+        if outputs.get(id(n0)) != 3:
+            return False
+        fn0 = o0._grad_node
+        if fn0 is not None:
+            return False
+        o1 = operands[1]
+        if not isinstance(o1, FLOATS) or isinstance(o1, Tensor):
+            return False
+        count = segment.count
+        segment.floats.append((count, 7, float(o1)))
+        return True
+    """
+    op_name, arg, name, positions, enabled, in_backward, *parts = key
+    constants = {}
+
+    def constant(value):
+        label = f"c{len(constants)}"
+        constants[label] = value
+        return label
+
+    lines = ["def check(segment, op, operands, arg, name, positions):",
+             f"    if op.name != {op_name!r} or len(operands) != {len(parts)} or name != {constant(name)} "
+             f"or positions != {constant(positions)}:",
+             "        return False",
+             f"    if GradMode.enabled is not {enabled} or GradMode.in_backward is not {in_backward}:",
+             "        return False"]
+    if arg == "f":
+        lines += ["    if not isinstance(arg, float):", "        return False"]
+    else:
+        lines += [f"    if isinstance(arg, float) or not same(arg, {constant(arg)}):", "        return False"]
+    lines += ["    outputs, external_index = segment.outputs, segment.external_index",
+              "    fn_index, acc_index = segment.fn_index, segment.acc_index"]
+    if any(isinstance(part, tuple) and isinstance(part[1], tuple) for part in parts):
+        lines.append("    fresh = 0")
+    effects, new_buffers = [], 0
+    if arg == "f":
+        effects.append("segment.floats.append((count, -1, arg))")
+    for k, part in enumerate(parts):
+        o = f"o{k}"
+        lines.append(f"    {o} = operands[{k}]")
+        if part is None:
+            lines += [f"    if {o} is not None:", "        return False"]
+            continue
+        if part == "f":
+            lines += [f"    if not isinstance({o}, FLOATS) or isinstance({o}, Tensor):", "        return False"]
+            effects.append(f"segment.floats.append((count, {6 + k}, float({o})))")
+            continue
+        if part[0] in ("b", "i"):
+            kinds = "BOOLS" if part[0] == "b" else "INTS"
+            lines += [f"    if isinstance({o}, Tensor) or not isinstance({o}, {kinds}) or {o} != {part[1]!r}:",
+                      "        return False"]
+            if part[0] == "i":
+                lines += [f"    if isinstance({o}, BOOLS):", "        return False"]
+            continue
+        where, grad = part
+        n = f"n{k}"
+        lines += [f"    if not isinstance({o}, Tensor) or {o}._output_nr:", "        return False",
+                  f"    {n} = {o}._cell.node"]
+        if isinstance(where, int):
+            lines += [f"    if outputs.get(id({n})) != {where}:", "        return False"]
+        elif len(where) == 2:  # an outside value this segment described before
+            lines += [f"    if id({n}) in outputs or external_index.get(id({n})) != {where[1]}:",
+                      "        return False"]
+        elif where[2][0] == "buffer":  # an outside buffer, new to the segment
+            _, shape, dtype, strides = where[2]
+            lines += [f"    if {n}.buffer is None or id({n}) in outputs or id({n}) in external_index:",
+                      "        return False",
+                      f"    if len(external_index) != {where[1] - new_buffers} or {n}.shape != {shape!r} "
+                      f"or {n}.dtype != {dtype!r} or {n}.strides != {strides!r}:",
+                      "        return False"]
+            effects += [f"external_index[id({n})] = {where[1]}",
+                        "if segment.has_nodes:", f"    segment.flat.append({n})"]
+            new_buffers += 1
+        else:
+            return None  # a pending value or a constant from before the segment: the general guard's
+        fn = f"fn{k}"
+        lines.append(f"    {fn} = {o}._grad_node")
+        if grad is None:
+            lines += [f"    if {fn} is not None:", "        return False"]
+        elif isinstance(grad, int):
+            lines += [f"    if {fn} is None or fn_index.get(id({fn})) != {grad}:", "        return False"]
+        else:
+            # a gradient sink: one the segment has seen, or the next one it registers (`fresh` counts
+            # those this call registers before)
+            sink = constant(grad)
+            lines += [f"    if {fn} is None or id({fn}) in fn_index:", "        return False",
+                      f"    known{k} = acc_index.get(id({fn}))",
+                      f"    if known{k} is None:",
+                      f"        if type({fn}) is not AccumulateGrad or len(segment.accs) + fresh != {grad[1]}:",
+                      "            return False",
+                      "        fresh += 1",
+                      f"    elif known{k} != {sink}:",
+                      "        return False"]
+            effects += [f"if known{k} is None:",
+                        f"    acc_index[id({fn})] = {sink}", f"    segment.accs.append({fn})"]
+    lines.append("    count = segment.count")
+    lines += [f"    {line}" for line in effects]
+    lines.append("    return True")
+    source = "\n".join(lines)
+    namespace = {"GradMode": GradMode, "Tensor": _tensor.Tensor, "AccumulateGrad": AccumulateGrad, "same": _same,
+                 "FLOATS": (float, np.floating), "INTS": (int, np.integer), "BOOLS": (bool, np.bool_), **constants}
+    exec(compile(source, "<replay guard>", "exec"), namespace)
+    check = namespace["check"]
+    check.source = source
+    return check
+
+
+def _same(value, expected) -> bool:
+    """`value == expected` as a guard's lookup would decide it (False where == is not a bool)."""
+    if value is expected:
+        return True
+    try:
+        return (value == expected) is True
+    except Exception:  # noqa: BLE001 - an argument holding tensors: bool() of their == raises
+        return False
+
+
 def _tuple_code(items):
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
@@ -576,7 +727,11 @@ def call(op, operands, arg, name, positions, compute):
     number = segment.count
     step = segment.step
     likely = step.likely
-    key = segment.guard(op, operands, arg, name, positions, None if likely is None else likely.key)
+    if likely is not None and likely.template is not None and (
+            likely.check or _make_check(likely))(segment, op, operands, arg, name, positions):
+        key = likely.key  # a repeated call of a loop: checked and registered by generated code
+    else:
+        key = segment.guard(op, operands, arg, name, positions, None if likely is None else likely.key)
     if key is None or number > MAX_CALLS:
         segment.tracking = False
         return _run(segment, compute, op, operands, arg, name, positions)

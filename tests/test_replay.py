@@ -413,3 +413,53 @@ def test_grad_fn_and_autograd_state_of_replayed_results_are_those_of_eager():
         loss.backward()
         assert w.grad.tolist() == [12.0, 20.0]
     assert len(set(names)) == 1, names
+
+
+def test_generated_guard_checks_agree_with_the_general_guard(monkeypatch):
+    # every generated check is run beside the general guard, on a copy of the segment's registries:
+    # True exactly when the general guard gives the key it checks, with the same registrations
+    from symgrad import replay
+
+    def copy_of(segment):
+        twin = replay._Segment(segment.step)
+        for name in replay._Segment.__slots__:
+            value = getattr(segment, name)
+            setattr(twin, name, value.copy() if isinstance(value, (dict, list)) else value)
+        return twin
+
+    def registries(segment):
+        return (segment.outputs, segment.external_index, segment.acc_index, segment.accs, segment.floats,
+                [id(node) for node in segment.flat])
+
+    verdicts = []
+    make = replay._guard_function
+
+    def verified(key):
+        check = make(key)
+        if check is None:
+            return None
+
+        def both(segment, op, operands, arg, name, positions):
+            twin = copy_of(segment)
+            general = twin.guard(op, operands, arg, name, positions, None)
+            passed = check(segment, op, operands, arg, name, positions)
+            verdicts.append(passed)
+            assert passed == (general == key), (key, general)
+            if passed:
+                assert registries(segment) == registries(twin)
+            return passed
+
+        return both
+
+    monkeypatch.setattr(replay, "_guard_function", verified)
+    run_twice(two_layer_loop(lambda k: (1e-3, 1e-3), lambda k: "relu" if k % 3 else "tanh"), steps=9)
+    run_twice(linreg_loop(lambda k, state: _linreg_body(k, state)), steps=9)
+    assert verdicts.count(True) >= 20 and False in verdicts, verdicts
+
+
+def _linreg_body(k, state):
+    x, y, b, w = state["x"], state["y"], state["b"], state["w"]
+    loss = ((y - (b + w * x)) * (2 if k % 4 == 3 else 2.0)).pow(2).mean()
+    loss.backward()
+    sgd(state, 0.05)
+    return loss
