@@ -44,10 +44,12 @@ class _BatchNorm(Module):
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
-            with _t.no_grad():
-                self.running_mean.zero_()
-                self.running_var.fill_(1)
-                self.num_batches_tracked.zero_()
+            # NOTE: copied from numpy arrays, so the statistics are computed buffers from the start: left
+            # as pending constants, the first training step's programs read them as formulas and differ
+            # from every later step's (ResNet-18 compiled 20 programs used only by its first step)
+            init.zeros_(self.running_mean)
+            init.ones_(self.running_var)
+            init.zeros_(self.num_batches_tracked)
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
