@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from operator import itemgetter
 
 import numpy as np
 
@@ -119,8 +120,10 @@ class _FlushTemplate:
     __slots__ = ("plan_key", "targets", "leaves", "scalars", "views")
 
     def __init__(self, plan_key, targets, leaves, scalars, views):
-        self.plan_key, self.targets, self.leaves = plan_key, targets, leaves
-        self.scalars, self.views = scalars, views
+        self.plan_key = plan_key
+        # each a function of the segment's `flat` giving the nodes at the captured positions
+        self.targets, self.leaves, self.scalars = _picker(targets), _picker(leaves), _picker(scalars)
+        self.views = _picker(views)
 
 
 class _Segment:
@@ -672,6 +675,16 @@ def _same(value, expected) -> bool:
         return False
 
 
+def _picker(positions):
+    """The function giving the tuple of `flat[r]` for r in `positions` (C-level for two and more)."""
+    if len(positions) > 1:
+        return itemgetter(*positions)
+    if positions:
+        single = positions[0]
+        return lambda flat: (flat[single],)
+    return lambda flat: ()
+
+
 def _tuple_code(items):
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
@@ -910,16 +923,19 @@ def flush(nodes, cells, realize_now) -> None:
     flat = segment.flat
     plan = cached_plan(template.plan_key) if template is not None else None
     if plan is not None:
-        resolve_views([flat[r] for r in template.views])
-        leaves = [flat[r] for r in template.leaves]
+        resolve_views(template.views(flat))
+        leaves = template.leaves(flat)
         # NOTE: a view resolved at capture can stay pending here when its input is a shared constant
         # node whose state changed since (seen after other code realized 0-d constants); such a flush
         # is planned again rather than run with an unbound input
-        if all(leaf.buffer is not None for leaf in leaves):
-            plan.run([flat[r] for r in template.targets], leaves, [flat[r] for r in template.scalars])
+        for leaf in leaves:
+            if leaf.buffer is None:
+                del step.flushes[key]
+                break
+        else:
+            plan.run(template.targets(flat), leaves, template.scalars(flat))
             Replay.replayed_flushes += 1
             return
-        del step.flushes[key]
     moves = [(r, node) for r, node in enumerate(flat) if node.op in MOVEMENT and node.buffer is None]
     found = plan_for(nodes, [c.node for c in cells])
     if found is None:

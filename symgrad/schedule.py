@@ -111,6 +111,10 @@ def cached_plan(key):
     """The cached plan of structural `key`, counted as a use (None once the cache let it go): how a
     replayed flush, which skips `plan_for`, finds its plan without holding it past the cache's bound."""
     plans = _ProgramCache.plans
+    # NOTE: a loop with one flush a step asks for the most recently used plan: one lookup, not two
+    # (a structural key is long, and hashing it costs microseconds)
+    if next(reversed(plans), None) is key:
+        return plans[key]
     plan = plans.pop(key, None)
     if plan is not None:
         plans[key] = plan

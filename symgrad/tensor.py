@@ -360,6 +360,31 @@ def _constant(value, dt: dtype) -> Node:
     return node
 
 
+class _Fills:
+    """The constant nodes `fill_` made lately with an integer value, by (value, dtype, shape).
+    NOTE: holding them keeps the shared nodes alive between a loop's `grad.zero_()` calls, so each
+    call finds them instead of making two nodes and their hash-consing entries anew (a zeroed
+    gradient is replaced, so its nodes die, at every step)."""
+
+    nodes: dict = {}
+    LIMIT = 64
+
+
+def _filled(value, dtype_name: str, shape: tuple) -> Node:
+    """`value` expanded to `shape`: the node `_expand_node(_constant(value, ...), shape)` returns."""
+    if value.__class__ is not int:  # NOTE: a float is a runtime scalar, which a trace must see made
+        return _expand_node(_constant(value, DTYPES[dtype_name]), shape)
+    key = (value, dtype_name, shape)
+    node = _Fills.nodes.get(key)
+    # a held node is the shared one while it is pending (computing it takes it out of hash-consing)
+    if node is not None and node.buffer is None and (not node.inputs or node.inputs[0].buffer is None):
+        return node
+    if len(_Fills.nodes) >= _Fills.LIMIT:
+        _Fills.nodes.clear()
+    node = _Fills.nodes[key] = _expand_node(_constant(value, DTYPES[dtype_name]), shape)
+    return node
+
+
 def _cast_node(node: Node, dt: dtype) -> Node:
     if node.dtype == dt.name:
         return node
@@ -1361,7 +1386,7 @@ class Tensor:
         if isinstance(self._grad_node, AccumulateGrad) and GradMode.enabled:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
         node = self._cell.node
-        self._assign(_expand_node(_constant(value, DTYPES[node.dtype]), node.shape))
+        self._assign(_filled(value, node.dtype, node.shape))
         return self
 
     def copy_(self, src):

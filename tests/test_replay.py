@@ -452,6 +452,9 @@ def test_generated_guard_checks_agree_with_the_general_guard(monkeypatch):
         return both
 
     monkeypatch.setattr(replay, "_guard_function", verified)
+    # a fresh trie, so that no step keeps a check made by an earlier test
+    monkeypatch.setattr(Replay, "root", None)
+    monkeypatch.setattr(Replay, "segment", None)
     run_twice(two_layer_loop(lambda k: (1e-3, 1e-3), lambda k: "relu" if k % 3 else "tanh"), steps=9)
     run_twice(linreg_loop(lambda k, state: _linreg_body(k, state)), steps=9)
     assert verdicts.count(True) >= 20 and False in verdicts, verdicts
