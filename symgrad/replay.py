@@ -47,7 +47,7 @@ MAX_CALLS = 4096
 # A pending value from before a segment is described op by op in its guards up to this size.
 MAX_OUTSIDE_NODES = 64
 # The structures of pending values from before a segment (described anew by every segment that uses
-# them), by value: (its pending nodes, the leaves under it, their descriptions, the structure).
+# them), by value: (the pending nodes under it, the leaves under it, their descriptions, the structure).
 # NOTE: an entry keeps its nodes until its value dies, also once computed (its next use drops the entry)
 _PENDING_STRUCTURES: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 # NOTE: a program that never repeats itself grows the trie without end; past this size it starts over.
@@ -255,9 +255,9 @@ class _Segment:
         (so a captured flush can bind them). None past MAX_OUTSIDE_NODES nodes."""
         cached = _PENDING_STRUCTURES.get(root)
         if cached is not None:
-            order, leaves, wheres, structure = cached
+            below, leaves, wheres, structure = cached
             # NOTE: pending nodes never change, but one under `root` may have been computed since
-            if all(node.buffer is None for node in order):
+            if all(node.buffer is None for node in below):
                 # the leaves are described in the order the walk below describes them, so the segment
                 # numbers its outside values the same way
                 found = []
@@ -269,7 +269,7 @@ class _Segment:
                 if found == wheres:
                     return structure
                 described = iter(found)
-                return self._walk_pending(order, lambda node: next(described), [])[1]
+                return self._walk_pending([*below, root], lambda node: next(described), [])[1]
             del _PENDING_STRUCTURES[root]
         order = pending_postorder([root])
         if len(order) > MAX_OUTSIDE_NODES:
@@ -277,7 +277,8 @@ class _Segment:
         leaves = []
         wheres, structure = self._walk_pending(order, self._where, leaves)
         if structure is not None:
-            _PENDING_STRUCTURES[root] = order, leaves, wheres, structure
+            # NOTE: without `root` itself: an entry holding its key would keep it alive for good
+            _PENDING_STRUCTURES[root] = order[:-1], leaves, wheres, structure
         return structure
 
     @staticmethod

@@ -466,3 +466,20 @@ def _linreg_body(k, state):
     loss.backward()
     sgd(state, 0.05)
     return loss
+
+
+def test_a_pending_value_described_by_replay_can_die():
+    # replay caches the structure of pending values from before a segment; the cache must not keep them
+    import gc
+    import weakref
+
+    w = symgrad.ones(3, requires_grad=True)
+    x = symgrad.randn(3)
+    y = 2 * x + 1  # pending, used by every step
+    for _ in range(4):
+        (w * y).sum().backward()
+        w.grad = None
+    alive = weakref.ref(y._node)
+    del y
+    gc.collect()
+    assert alive() is None
