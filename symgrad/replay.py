@@ -47,9 +47,12 @@ MAX_CALLS = 4096
 # A pending value from before a segment is described op by op in its guards up to this size.
 MAX_OUTSIDE_NODES = 64
 # The structures of pending values from before a segment (described anew by every segment that uses
-# them), by value: (the pending nodes under it, the leaves under it, their descriptions, the structure).
-# NOTE: an entry keeps its nodes until its value dies, also once computed (its next use drops the entry)
-_PENDING_STRUCTURES: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
+# them), by id of the value: (a weak reference to it, the pending nodes under it, the leaves under it,
+# their descriptions, the structure). A plain dict: a WeakKeyDictionary lookup costs microseconds.
+# NOTE: an entry keeps the nodes under its value until the value dies, is described again after being
+# computed, or the table is full and starts over
+_PENDING_STRUCTURES: dict[int, tuple] = {}
+MAX_PENDING_STRUCTURES = 256
 # NOTE: a program that never repeats itself grows the trie without end; past this size it starts over.
 MAX_STEPS = 20_000
 # How many times a path is walked before its templates are captured (the third walk replays).
@@ -130,8 +133,7 @@ class _Segment:
     """The calls since the last flush: where they are in the trie and every node they made."""
 
     __slots__ = ("step", "count", "tracking", "has_nodes", "flat", "_known", "_indexed", "outputs",
-                 "external_index",
-                 "fns", "fn_index", "accs", "acc_index", "floats")
+                 "external_index", "fns", "fn_index", "accs", "acc_index", "floats")
 
     def __init__(self, root):
         self.step = root
@@ -139,7 +141,9 @@ class _Segment:
         self.tracking = True  # guards are computed and the trie followed
         self.has_nodes = True  # every call so far was replayed or captured, so templates can refer to it
         self.flat: list[Node] = []  # what references >= 0 point at
-        self._known: dict[int, int] = {}  # id(node) -> its (last) position in `flat`, up to _indexed
+        # node -> its (last) position in `flat`, up to _indexed (keyed by the nodes themselves: they
+        # hash by identity, and `flat` holds them anyway)
+        self._known: dict[Node, int] = {}
         self._indexed = 0
         self.outputs: dict[int, int] = {}  # id(node) -> the call whose result it is
         self.external_index: dict[int, int] = {}  # id(node) -> order of first use, for outside values
@@ -151,10 +155,10 @@ class _Segment:
 
     @property
     def known(self) -> dict:
-        """id(node) -> its position in `flat`. Indexed when asked: replayed calls only append to `flat`."""
+        """node -> its position in `flat`. Indexed when asked: replayed calls only append to `flat`."""
         known, flat, start = self._known, self.flat, self._indexed
         if start < len(flat):
-            known.update(zip(map(id, flat[start:]), range(start, len(flat))))
+            known.update(zip(flat[start:], range(start, len(flat))))
             self._indexed = len(flat)
         return known
 
@@ -253,11 +257,14 @@ class _Segment:
         """The structure of a pending value from before the segment (`y = 2 * x + 3`, kept for a loop):
         its ops, with the buffers and runtime scalars under it described as outside values of their own
         (so a captured flush can bind them). None past MAX_OUTSIDE_NODES nodes."""
-        cached = _PENDING_STRUCTURES.get(root)
-        if cached is not None:
-            below, leaves, wheres, structure = cached
+        cached = _PENDING_STRUCTURES.get(id(root))
+        if cached is not None and cached[0]() is root:
+            _, below, leaves, wheres, structure = cached
             # NOTE: pending nodes never change, but one under `root` may have been computed since
-            if all(node.buffer is None for node in below):
+            for node in below:
+                if node.buffer is not None:
+                    break
+            else:
                 # the leaves are described in the order the walk below describes them, so the segment
                 # numbers its outside values the same way
                 found = []
@@ -270,15 +277,19 @@ class _Segment:
                     return structure
                 described = iter(found)
                 return self._walk_pending([*below, root], lambda node: next(described), [])[1]
-            del _PENDING_STRUCTURES[root]
+            del _PENDING_STRUCTURES[id(root)]
         order = pending_postorder([root])
         if len(order) > MAX_OUTSIDE_NODES:
             return None
         leaves = []
         wheres, structure = self._walk_pending(order, self._where, leaves)
         if structure is not None:
-            # NOTE: without `root` itself: an entry holding its key would keep it alive for good
-            _PENDING_STRUCTURES[root] = order[:-1], leaves, wheres, structure
+            if len(_PENDING_STRUCTURES) >= MAX_PENDING_STRUCTURES:
+                _PENDING_STRUCTURES.clear()
+            # NOTE: `root` by weak reference: an entry must not keep its value alive, and goes with it
+            key = id(root)
+            alive = weakref.ref(root, lambda _: _PENDING_STRUCTURES.pop(key, None))
+            _PENDING_STRUCTURES[key] = alive, order[:-1], leaves, wheres, structure
         return structure
 
     @staticmethod
@@ -350,7 +361,7 @@ class _Segment:
             if r is None:
                 r = local.get(id(node))
             if r is None:
-                r = known.get(id(node))
+                r = known.get(node)
             return r
 
         for root in roots:
@@ -399,7 +410,7 @@ class _Segment:
         # graph, so this call's value must keep equalling it
         links = {}
         for node in _scalars_below(out._cell.node, named):
-            r = self.known.get(id(node))
+            r = self.known.get(node)
             if r is not None:
                 source = next((k for k, v in floats if v == node.arg), None)
                 links[r] = source
@@ -468,11 +479,11 @@ class _Segment:
         requested = []
         for node in nodes:
             if node.buffer is None:
-                r = known.get(id(node))
+                r = known.get(node)
                 if r is None:
                     return None
                 requested.append(r)
-        updated = frozenset(r for r in (known.get(id(c.node)) for c in cells if c.node.buffer is None)
+        updated = frozenset(r for r in (known.get(c.node) for c in cells if c.node.buffer is None)
                             if r is not None)
         return tuple(requested), updated
 
@@ -944,7 +955,7 @@ def flush(nodes, cells, realize_now) -> None:
     plan, targets, leaves, scalars = found
     views = tuple(r for r, node in moves if node.buffer is not None)
     known = segment.known
-    refs = [tuple(known.get(id(n)) for n in group) for group in (targets, leaves, scalars)]
+    refs = [tuple(known.get(n) for n in group) for group in (targets, leaves, scalars)]
     if all(r is not None for group in refs for r in group):
         step.flushes[key] = _FlushTemplate(plan.key, *refs, views)
     plan.run(targets, leaves, scalars)

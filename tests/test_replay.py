@@ -483,3 +483,8 @@ def test_a_pending_value_described_by_replay_can_die():
     del y
     gc.collect()
     assert alive() is None
+    # and what was under it (x's buffer) with it
+    x_node = weakref.ref(x._node)
+    del x
+    gc.collect()
+    assert x_node() is None
