@@ -120,10 +120,11 @@ class _FlushTemplate:
     """A captured flush: its plan's structural key (the plan stays in the bounded program cache) and
     where its targets, input buffers and runtime scalars come from."""
 
-    __slots__ = ("plan_key", "targets", "leaves", "scalars", "views")
+    __slots__ = ("plan_key", "plan", "targets", "leaves", "scalars", "views")
 
-    def __init__(self, plan_key, targets, leaves, scalars, views):
-        self.plan_key = plan_key
+    def __init__(self, plan, targets, leaves, scalars, views):
+        self.plan_key = plan.key
+        self.plan = weakref.ref(plan)  # NOTE: not the plan itself: the program cache alone keeps plans
         # each a function of the segment's `flat` giving the nodes at the captured positions
         self.targets, self.leaves, self.scalars = _picker(targets), _picker(leaves), _picker(scalars)
         self.views = _picker(views)
@@ -933,8 +934,9 @@ def flush(nodes, cells, realize_now) -> None:
     step = segment.step
     template = step.flushes.get(key)
     flat = segment.flat
-    plan = cached_plan(template.plan_key) if template is not None else None
+    plan = cached_plan(template.plan_key, template.plan()) if template is not None else None
     if plan is not None:
+        template.plan_key = plan.key  # NOTE: planning the same structure again stores it under a new key
         resolve_views(template.views(flat))
         leaves = template.leaves(flat)
         # NOTE: a view resolved at capture can stay pending here when its input is a shared constant
@@ -957,7 +959,7 @@ def flush(nodes, cells, realize_now) -> None:
     known = segment.known
     refs = [tuple(known.get(n) for n in group) for group in (targets, leaves, scalars)]
     if all(r is not None for group in refs for r in group):
-        step.flushes[key] = _FlushTemplate(plan.key, *refs, views)
+        step.flushes[key] = _FlushTemplate(plan, *refs, views)
     plan.run(targets, leaves, scalars)
 
 

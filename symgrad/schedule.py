@@ -107,14 +107,15 @@ def plan_for(nodes, store_if_computed=(), need_program=False):
     return plan, targets, leaves, scalars
 
 
-def cached_plan(key):
+def cached_plan(key, last=None):
     """The cached plan of structural `key`, counted as a use (None once the cache let it go): how a
-    replayed flush, which skips `plan_for`, finds its plan without holding it past the cache's bound."""
+    replayed flush, which skips `plan_for`, finds its plan without holding it past the cache's bound.
+    `last`: the plan the caller found for `key` last time, if still alive."""
     plans = _ProgramCache.plans
-    # NOTE: a loop with one flush a step asks for the most recently used plan: one lookup, not two
-    # (a structural key is long, and hashing it costs microseconds)
+    # NOTE: a loop with one flush a step asks for the most recently used plan: found without hashing
+    # its key (a structural key is long, and hashing it costs microseconds)
     if next(reversed(plans), None) is key:
-        return plans[key]
+        return last if last is not None and last.key is key else plans[key]
     plan = plans.pop(key, None)
     if plan is not None:
         plans[key] = plan
