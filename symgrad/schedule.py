@@ -406,7 +406,11 @@ class _Plan:
             if len(self.result_sets) < BLOCKS_KEPT:
                 self.result_sets.append(results)
         block = results.block  # NOTE: held while the native code runs, so the set is not free meanwhile
-        self.native(addresses + results.slot_addresses, scalar_values)
+        arguments = results.arguments
+        arguments.addresses[:len(addresses)] = addresses
+        if scalar_values:
+            arguments.scalars[:len(scalar_values)] = scalar_values
+        arguments.call()
         del block
         return results.nodes
 
@@ -416,11 +420,15 @@ class _ResultSet:
     else refers to the nodes, their buffers or the block, a later run writes there and returns them
     again: nobody can tell them from new nodes, since nobody holds the old ones."""
 
-    __slots__ = ("block", "slot_addresses", "nodes", "buffers")
+    __slots__ = ("block", "arguments", "nodes", "buffers")
 
     def __init__(self, plan, block, base, shift):
         self.block = block
-        self.slot_addresses = [fixed if fixed is not None else base + offset for fixed, offset in plan.slots]
+        # NOTE: argument arrays of its own, with the addresses of the plan's stored values filled in once
+        # (only the inputs' change from run to run); a run holding the set holds these too
+        self.arguments = plan.native.bound_arguments()
+        self.arguments.addresses[plan.leaf_count:] = [fixed if fixed is not None else base + offset
+                                                      for fixed, offset in plan.slots]
         nodes, buffers = [], []
         for shape, dtype, offset, nbytes, np_dtype, strides in plan.result_specs:
             node = Node.raw("BUFFER", (), None, shape, dtype, 0)
