@@ -83,9 +83,10 @@ class NativeProgram:
 class BoundArguments:
     """A NativeProgram's argument arrays held by one caller (see `NativeProgram.bound_arguments`)."""
 
-    __slots__ = ("addresses", "scalars", "call")
+    __slots__ = ("native", "addresses", "scalars", "call")
 
     def __init__(self, native: NativeProgram):
+        self.native = native  # NOTE: keeps the code alive as long as it can be called
         self.addresses = native._address_type()
         self.scalars = native._scalar_type()
         self.call = functools.partial(native._function, ctypes.addressof(self.addresses), ctypes.addressof(self.scalars))

@@ -8,7 +8,6 @@ and an offset, so broadcasting is a zero stride, never a copy), evaluates one Sy
 Nothing here knows about tensors or autograd.
 
 >>> import sympy
-from sympy.logic.boolalg import BooleanFunction
 >>> x = sympy.Symbol("x", real=True)
 >>> k = Kernel(shape=(4,), loads=(Load(x, buffer=0, strides=(1,)),),
 ...            stores=(Store(buffer=1, strides=(0,), expr=x * x, reduce="sum"),))

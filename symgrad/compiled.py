@@ -42,7 +42,7 @@ history past the call (return a loss without calling backward on it), or call `b
 >>> x = symgrad.tensor([1.0, 2.0, 3.0])
 >>> losses = [step(x, 0.01).item() for _ in range(5)]
 >>> [round(v, 4) for v in losses]
-[25.0, 5.76, 1.3271, 0.3058, 0.0704]
+[25.0, 12.96, 6.7185, 3.4829, 1.8055]
 >>> step.explain()
 'compiled: 2 calls replayed as one native program, 3 traced or eager'
 """
