@@ -200,3 +200,24 @@ def test_a_convolution_weight_gradient_is_written_by_its_gemm():
     torch.nn.functional.conv2d(xt, wt, padding=1).pow(2).sum().backward()
     np.testing.assert_allclose(grad.numpy(), wt.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(update.numpy(), wt.grad.numpy() * 0.5 + 1, rtol=1e-4, atol=1e-4)
+
+
+def test_a_batch_norm_training_step_compiles_nothing_the_second_time(monkeypatch):
+    # the running statistics are computed buffers from the start: read as the constants they were
+    # made from, the first step's programs differed from every later step's
+    from symgrad.replay import Replay
+
+    monkeypatch.setattr(Replay, "enabled", False)  # (replay captures differently on later steps)
+    symgrad.manual_seed(0)
+    conv, bn = symgrad.nn.Conv2d(3, 4, 3, padding=1), symgrad.nn.BatchNorm2d(4)
+    x = symgrad.randn(2, 3, 5, 5)
+
+    def step():
+        conv.zero_grad()
+        bn.zero_grad()
+        bn(conv(x)).pow(2).sum().backward()
+
+    step()
+    compiled = codegen.compile_count()
+    step()
+    assert codegen.compile_count() == compiled
