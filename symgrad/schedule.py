@@ -402,7 +402,7 @@ class _Plan:
         again, holding the new values: making nodes and buffers is most of what a tiny step costs."""
         results = _ResultSet.free_one(self.result_sets)
         if results is None:
-            results = _ResultSet(self, *self._new_block(addresses))
+            results = _ResultSet.made_for(self, addresses)
             if len(self.result_sets) < BLOCKS_KEPT:
                 self.result_sets.append(results)
         block = results.block  # NOTE: held while the native code runs, so the set is not free meanwhile
@@ -420,7 +420,7 @@ class _ResultSet:
     else refers to the nodes, their buffers or the block, a later run writes there and returns them
     again: nobody can tell them from new nodes, since nobody holds the old ones."""
 
-    __slots__ = ("block", "arguments", "nodes", "buffers")
+    __slots__ = ("block", "arguments", "nodes", "buffers", "idle")
 
     def __init__(self, plan, block, base, shift):
         self.block = block
@@ -437,6 +437,15 @@ class _ResultSet:
             nodes.append(node)
             buffers.append(node.buffer)
         self.nodes, self.buffers = nodes, tuple(buffers)
+        self.idle = None
+
+    @staticmethod
+    def made_for(plan, addresses) -> "_ResultSet":
+        results = _ResultSet(plan, *plan._new_block(addresses))
+        # NOTE: what the reference counts are while nothing outside refers to the set: measured now,
+        # when that is so by construction
+        results.idle = results._holders()
+        return results
 
     @staticmethod
     def free_one(sets):
@@ -448,24 +457,26 @@ class _ResultSet:
                 return results
         return None
 
+    def _holders(self):
+        """Reference counts of the nodes (summed), of their buffers (summed) and of the block. No count
+        is ever below its idle value, so equal sums mean that each one is idle."""
+        getrefcount = sys.getrefcount
+        return sum(map(getrefcount, self.nodes)), sum(map(getrefcount, self.buffers)), getrefcount(self.block)
+
     def unreferenced(self) -> bool:
         """Whether only this set refers to its nodes, their buffers and its block."""
-        # NOTE: the counts below are the references this code itself makes (the list or tuple, the
-        # loop variable, getrefcount's argument; a node's own reference to its buffer). A numpy view a
-        # buffer cached when its value was read refers to the block too: one only the buffer holds is
-        # dropped (it is made again if needed), one that anybody else holds keeps the set.
-        getrefcount = sys.getrefcount
-        for node in self.nodes:
-            if getrefcount(node) != 3:
-                return False
+        holders, idle = self._holders(), self.idle
+        if holders == idle:
+            return True
+        if holders[:2] != idle[:2]:
+            return False  # a node or a buffer is held
+        # NOTE: a numpy view a buffer cached when its value was read refers to the block too: one only
+        # the buffer holds is dropped (it is made again if needed), one that anybody else holds (or a
+        # view derived from it) keeps the set
         for buffer in self.buffers:
-            if getrefcount(buffer) != 4:
-                return False
-            if buffer._array is not None:
-                if getrefcount(buffer._array) != 2:
-                    return False
+            if buffer._array is not None and sys.getrefcount(buffer._array) == 2:
                 buffer._array = None
-        return getrefcount(self.block) == 2 + len(self.buffers)
+        return self._holders() == self.idle
 
 
 class _ExpressionBuilder:
