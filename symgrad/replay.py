@@ -134,7 +134,7 @@ class _Segment:
     """The calls since the last flush: where they are in the trie and every node they made."""
 
     __slots__ = ("step", "count", "tracking", "has_nodes", "flat", "_known", "_indexed", "outputs",
-                 "external_index", "fns", "fn_index", "accs", "acc_index", "floats")
+                 "external_index", "fns", "fn_index", "accs", "acc_index", "floats", "gradients")
 
     def __init__(self, root):
         self.step = root
@@ -153,6 +153,9 @@ class _Segment:
         self.accs: list = []  # gradient sinks of leaves the calls used
         self.acc_index: dict[int, tuple] = {}  # id(sink) -> its guard part ("a", position in accs)
         self.floats: list = []  # (call, operand, value) of every float operand
+        # id(node) -> ("g", backward call, sink) for the new `.grad` values of a backward (what a flush
+        # key names them by)
+        self.gradients: dict[int, tuple] = {}
 
     @property
     def known(self) -> dict:
@@ -474,19 +477,43 @@ class _Segment:
 
     # -- flush ------------------------------------------------------------------------------------------
     def flush_key(self, nodes, cells):
-        """What a flush depends on: references of the requested values, and of the pending in-place
-        updates among this segment's values (others cannot be in its graph)."""
-        known = self.known
+        """What a flush depends on: the requested values, and the pending in-place updates among this
+        segment's values (others cannot be in its graph). Each is named by the call that made it, the
+        backward that gave it as a gradient, or else its position in `flat`: all fixed by the path of
+        guards, and the first two found without indexing `flat`."""
         requested = []
         for node in nodes:
             if node.buffer is None:
-                r = known.get(node)
-                if r is None:
+                name = self._name(node)
+                if name is None:
                     return None
-                requested.append(r)
-        updated = frozenset(r for r in (known.get(c.node) for c in cells if c.node.buffer is None)
-                            if r is not None)
-        return tuple(requested), updated
+                requested.append(name)
+        updated = []
+        for cell in cells:
+            node = cell.node
+            if node.buffer is None:
+                name = self._name(node)
+                if name is not None:
+                    updated.append(name)
+        return tuple(requested), frozenset(updated)
+
+    def _name(self, node):
+        name = self.outputs.get(id(node))
+        if name is None:
+            name = self.gradients.get(id(node))
+            if name is None:
+                position = self.known.get(node)
+                return None if position is None else ("p", position)
+        return name
+
+    def note_gradients(self, number, touched):
+        """Name the gradients backward call `number` left in `.grad` (`touched`, in walk order)."""
+        owner = {id(acc.variable._grad): a for a, acc in enumerate(self.accs)}
+        for grad in touched:
+            a = owner.get(id(grad))
+            node = grad._cell.node
+            if a is not None and id(node) not in self.outputs:
+                self.gradients.setdefault(id(node), ("g", number, a))
 
 
 def _build_function(entries, base, out):
@@ -831,6 +858,7 @@ def backward(root, retain, backward_now):
     template = child.template if child is not None else None
     if template is not None and segment.has_nodes and _backward_matches(segment, template):
         touched = _replay_backward(segment, template)
+        segment.note_gradients(segment.count, touched)
         Replay.replayed_calls += 1
     else:
         pre = [(g, None if g is None else g._cell.node) for g in (acc.variable._grad for acc in segment.accs)]
@@ -839,6 +867,7 @@ def backward(root, retain, backward_now):
         touched = _run(segment, backward_now, root, None, retain, False)
         if Replay.segment is not segment or not segment.tracking:
             return touched
+        segment.note_gradients(segment.count, touched)
         if child is None:
             child = step.next[key] = _Step(key)
             Replay.steps += 1
