@@ -450,8 +450,13 @@ class _Trace:
             k = by_node.get(id(leaf))
             if k is None:
                 owners = by_buffer.get(id(leaf.buffer), ())
-                if len(owners) != 1:
-                    raise _Unsupported("it uses data made inside the call (tensor(...), randn, dropout)")
+                if len(owners) > 1:
+                    raise _Unsupported("it reads one buffer through two tensors from outside")
+                if not owners:
+                    # NOTE: data made inside the call (a pooling matrix built with tensor(...), or randn):
+                    # a constant of the program when both traces made the same values (see signature)
+                    bound.append((None, leaf, ITEMSIZE[leaf.dtype]))
+                    continue
                 k = owners[0]
             entry = self.sources[k][2]
             bound.append((k, leaf.offset - entry.offset, ITEMSIZE[leaf.dtype]))
@@ -583,8 +588,9 @@ class _Program:
             else:
                 self.grad_checks.append((s, False, self.source_tensor[guard[1]]))
 
-    def signature(self):
-        """What two traces must share to be the same program."""
+    def signature(self, contents=True):
+        """What two traces must share to be the same program (data made inside the call by its values,
+        or with `contents` False by its layout only)."""
 
         def structure(value):
             return _constant_structure(value, 0) if type(value) is Node else value
@@ -593,10 +599,23 @@ class _Program:
             return (value[0], structure(value[1])) if value is not None else None
 
         return (self.plan.key, tuple((_plain(d), structure(layout)) for d, layout in self.sources),
-                tuple((_plain(d), has_fn, guard) for d, has_fn, guard in self.seen), self.leaves,
+                tuple((_plain(d), has_fn, guard) for d, has_fn, guard in self.seen), self.leaf_signature(contents),
                 self.scalars.signature(), tuple((k, effect(v)) for k, v in self.updates), tuple(map(effect, self.cells)),
                 tuple((c, type(fn).__name__, nr) for c, fn, nr in self.tensors),
                 tuple(self.grads), self.returns)
+
+    def leaf_signature(self, contents=True):
+        """Where the plan's inputs come from; data made inside the call by its values (`contents`) or
+        only by its layout."""
+        signature = []
+        for k, where, itemsize in self.leaves:
+            if k is None:
+                node = where
+                data = node.buffer.array.tobytes() if contents else None
+                signature.append(("made", node.shape, node.dtype, node.strides, node.offset, data))
+            else:
+                signature.append((k, where, itemsize))
+        return tuple(signature)
 
     def run(self, args):
         """Check the guards, run the plan, apply the effects; the function's return value."""
@@ -654,6 +673,10 @@ class _Program:
             lines.append(f"c{k} = t{s}._cell")
         addresses = []
         for k, delta, itemsize in self.leaves:
+            if k is None:  # data made inside the call: the same values every call, kept alive here
+                bind(delta, "made")
+                addresses.append(str(delta.buffer.address + delta.offset * itemsize))
+                continue
             addresses.append(f"c{k}.node.buffer.address + (c{k}.node.offset + {delta}) * {itemsize}")
         lines.append(f"r = run_fresh([{', '.join(addresses)}], scalars)")
 
@@ -704,13 +727,14 @@ class _Program:
 class _Entry:
     """The state of one argument key: how many calls it saw, its traces, its program."""
 
-    __slots__ = ("calls", "traces", "program", "previous", "misses", "eager_reason", "replayed")
+    __slots__ = ("calls", "traces", "program", "previous", "previous_layouts", "misses", "eager_reason", "replayed")
 
     def __init__(self):
         self.calls = 0  # calls not replayed (traced or run eagerly)
         self.traces = 0
         self.program = None
         self.previous = None  # the signature of the last trace
+        self.previous_layouts = None  # the same with data made inside the call by layout only
         self.misses = 0
         self.eager_reason = None
         self.replayed = 0
@@ -786,6 +810,9 @@ class CompiledFunction:
         if entry.program is None and entry.traces >= MAX_TRACES:
             entry.eager_reason = ("its traces differ from call to call: it reads Python state that changes "
                                   "(pass such values as arguments)")
+            if entry.previous_layouts == program.signature(contents=False):
+                entry.eager_reason = "it uses data made inside the call that changes from call to call (randn, dropout)"
+        entry.previous_layouts = program.signature(contents=False)
         return _plain_float(result)
 
     def explain(self) -> str:
