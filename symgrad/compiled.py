@@ -25,7 +25,7 @@ Like `jax.jit`, Python code inside `fn` runs only while tracing: Python state it
 arguments (a global step counter, a list it appends to) is frozen at the trace, and its side effects
 (prints) happen only then. Pass values that change as arguments. Functions that cannot be one program
 run eagerly every call (still correct, at eager speed): those that read tensor values (`item()`,
-`print(tensor)`, boolean masks), make new data (`randn`, `tensor([...])`, dropout), keep autograd
+`print(tensor)`, boolean masks), make data that differs between calls (`randn`, dropout), keep autograd
 history past the call (return a loss without calling backward on it), or call `backward(retain_graph=True)`.
 `compiled.explain()` says which case a function is in.
 
