@@ -848,7 +848,15 @@ def call(op, operands, arg, name, positions, compute):
 def backward(root, retain, backward_now):
     """`root.backward()` (seeded with ones, no create_graph): the gradients that changed."""
     segment = Replay.segment or _new_segment()
-    described = segment._describe(root) if segment.tracking else None
+    described = None
+    if segment.tracking:
+        # the common root inline: a loss an earlier call made, with the function that call recorded
+        call = segment.outputs.get(id(root._cell.node))
+        fn = segment.fn_index.get(id(root._grad_node))
+        if call is not None and fn is not None and not root._output_nr:
+            described = call, fn
+        else:
+            described = segment._describe(root)
     if described is None or not isinstance(described[1], int):
         # not a walk over this segment's calls: run it with its calls tracked one by one
         return backward_now(root, None, retain, False)
@@ -858,7 +866,6 @@ def backward(root, retain, backward_now):
     template = child.template if child is not None else None
     if template is not None and segment.has_nodes and _backward_matches(segment, template):
         touched = _replay_backward(segment, template)
-        segment.note_gradients(segment.count, touched)
         Replay.replayed_calls += 1
     else:
         pre = [(g, None if g is None else g._cell.node) for g in (acc.variable._grad for acc in segment.accs)]
@@ -915,15 +922,19 @@ def _floats_of(segment, calls):
 
 def _replay_backward(segment, template):
     (template.build or segment.build_function(template))(segment.flat, ())
-    flat = segment.flat
+    flat, outputs, gradients, number = segment.flat, segment.outputs, segment.gradients, segment.count
     touched = []
     for a, before, r in template.effects:
         leaf = segment.accs[a].variable
+        node = flat[r]
         if before is None:
-            leaf._grad = _tensor.Tensor._wrap(flat[r])
+            leaf._grad = _tensor.Tensor._wrap(node)
         else:
-            leaf._grad._assign(flat[r])
+            leaf._grad._assign(node)
         touched.append(leaf._grad)
+        # named as note_gradients names them when the walk runs
+        if id(node) not in outputs:
+            gradients.setdefault(id(node), ("g", number, a))
     fns = segment.fns
     for i in template.freed:
         fns[i].saved = None
