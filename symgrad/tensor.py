@@ -249,7 +249,8 @@ class _WeakCells:
         if ref is not None and ref() is cell:
             del self._refs[id(cell)]
 
-    def __iter__(self):
+    def live(self) -> list:
+        """The cells still alive (the dead ones are dropped)."""
         live = []
         for key, ref in list(self._refs.items()):
             cell = ref()
@@ -257,7 +258,10 @@ class _WeakCells:
                 del self._refs[key]
             else:
                 live.append(cell)
-        return iter(live)
+        return live
+
+    def __iter__(self):
+        return iter(self.live())
 
 
 class _Updated:
@@ -272,7 +276,7 @@ def _realize(nodes):
     trace = Tracing.active
     if trace is not None and trace.failure is None:
         return  # NOTE: a traced call is one program: everything is computed when the call ends
-    cells = list(_Updated.cells)
+    cells = _Updated.cells.live()
     if Replay.enabled:
         replay.flush(nodes, cells, _realize_now)
     else:
