@@ -12,7 +12,9 @@ guards of successive calls are a path in a trie.
   the compiled plan, and where its input buffers, runtime scalars and results come from.
 - From then on a call whose guard matches builds its nodes straight from the template (no promotion,
   broadcasting, hash-consing or composite forward code), and the flush runs the captured plan without
-  walking the graph or computing its structural key.
+  walking the graph or computing its structural key. Both the guard check of a repeated call and the
+  building of a template's nodes run as straight-line Python generated once per trie step
+  (`_guard_function`, `_build_function`; docs/replay.md says why).
 
 A replayed call builds an ordinary graph, node for node the one the call would have built. So a guard
 that does not match just runs that call normally, and the segment goes on unreplayed until the next
