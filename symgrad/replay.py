@@ -159,9 +159,9 @@ class _Segment:
         # key names them by)
         self.gradients: dict[int, tuple] = {}
 
-    @property
-    def known(self) -> dict:
-        """node -> its position in `flat`. Indexed when asked: replayed calls only append to `flat`."""
+    def positions(self) -> dict:
+        """node -> its (last) position in `flat`, indexing the nodes appended since the last call:
+        replayed calls only append to `flat`, and most segments never need the index."""
         known, flat, start = self._known, self.flat, self._indexed
         if start < len(flat):
             known.update(zip(flat[start:], range(start, len(flat))))
@@ -183,15 +183,9 @@ class _Segment:
         parts = None  # the key so far, once it differs from `likely`
         if likely is None or len(likely) != len(head) + len(operands) or likely[0] != op.name:
             parts = list(head)
-        else:
-            try:
-                # NOTE: `is True`: an argument holding a tensor or an array compares elementwise; such
-                # keys are looked up by hash (identity for a tensor) below
-                if not ((likely[1] is arg or (likely[1] == arg) is True) and likely[2] == name
-                        and likely[3] == positions and likely[4] == head[4] and likely[5] == head[5]):
-                    parts = list(head)
-            except Exception:  # noqa: BLE001 - an argument holding tensors: bool() of their == raises
-                parts = list(head)
+        elif not (_same(arg, likely[1]) and likely[2] == name and likely[3] == positions
+                  and likely[4] == head[4] and likely[5] == head[5]):
+            parts = list(head)
         Tensor = _tensor.Tensor
         outputs, fn_index, acc_index = self.outputs, self.fn_index, self.acc_index
         position = len(head)
@@ -358,7 +352,7 @@ class _Segment:
     def _capture(self, roots, named, scalar_source):
         """Template entries for the graph under `roots` that `named` (operands) and earlier calls do not
         name, inputs first; their nodes join `flat`. None if the graph reaches an unnamed buffer."""
-        known, flat = self.known, self.flat
+        known, flat = self.positions(), self.flat
         entries, nodes, local = [], [], {}
         base = len(flat)
 
@@ -392,7 +386,6 @@ class _Segment:
                                 node.dtype, node.pending_size, source, pin))
                 nodes.append(node)
         flat.extend(nodes)
-        self.known  # index the new nodes
         return tuple(entries), base, ref
 
     def capture(self, operands, operand_nodes, out):
@@ -416,7 +409,7 @@ class _Segment:
         # graph, so this call's value must keep equalling it
         links = {}
         for node in _scalars_below(out._cell.node, named):
-            r = self.known.get(node)
+            r = self.positions().get(node)
             if r is not None:
                 source = next((k for k, v in floats if v == node.arg), None)
                 links[r] = source
@@ -504,7 +497,7 @@ class _Segment:
         if name is None:
             name = self.gradients.get(id(node))
             if name is None:
-                position = self.known.get(node)
+                position = self.positions().get(node)
                 return None if position is None else ("p", position)
         return name
 
@@ -708,7 +701,9 @@ def _guard_function(key):
 
 
 def _same(value, expected) -> bool:
-    """`value == expected` as a guard's lookup would decide it (False where == is not a bool)."""
+    """`value == expected` as a guard's lookup would decide it, False where == is not a bool: an
+    argument holding a tensor or an array compares elementwise (such keys are looked up by hash,
+    identity for a tensor)."""
     if value is expected:
         return True
     try:
@@ -998,7 +993,7 @@ def flush(nodes, cells, realize_now) -> None:
         return
     plan, targets, leaves, scalars = found
     views = tuple(r for r, node in moves if node.buffer is not None)
-    known = segment.known
+    known = segment.positions()
     refs = [tuple(known.get(n) for n in group) for group in (targets, leaves, scalars)]
     if all(r is not None for group in refs for r in group):
         step.flushes[key] = _FlushTemplate(plan, *refs, views)
