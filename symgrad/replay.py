@@ -69,8 +69,12 @@ class Replay:
     root = None
     steps = 0
     segment = None
-    replayed_calls = 0
-    replayed_flushes = 0
+
+
+# How many calls and flushes were replayed so far (stats()).
+# NOTE: not attributes of Replay: every write to a class attribute empties the interpreter's attribute
+# cache for that class, and Replay's attributes are read at every call
+_REPLAYED = [0, 0]
 
 
 class _Step:
@@ -811,7 +815,7 @@ def call(op, operands, arg, name, positions, compute):
         outputs = segment.outputs
         if id(node) not in outputs and id(node) not in segment.external_index:
             outputs[id(node)] = number
-        Replay.replayed_calls += 1
+        _REPLAYED[0] += 1
         child.visits += 1
         step.likely = segment.step = child
         segment.count += 1
@@ -863,7 +867,7 @@ def backward(root, retain, backward_now):
     template = child.template if child is not None else None
     if template is not None and segment.has_nodes and _backward_matches(segment, template):
         touched = _replay_backward(segment, template)
-        Replay.replayed_calls += 1
+        _REPLAYED[0] += 1
     else:
         pre = [(g, None if g is None else g._cell.node) for g in (acc.variable._grad for acc in segment.accs)]
         fns = segment.fns
@@ -985,7 +989,7 @@ def flush(nodes, cells, realize_now) -> None:
                 break
         else:
             plan.run(template.targets(flat), leaves, template.scalars(flat))
-            Replay.replayed_flushes += 1
+            _REPLAYED[1] += 1
             return
     moves = [(r, node) for r, node in enumerate(flat) if node.op in MOVEMENT and node.buffer is None]
     found = plan_for(nodes, [c.node for c in cells])
@@ -1002,4 +1006,4 @@ def flush(nodes, cells, realize_now) -> None:
 
 def stats() -> dict:
     """How much was replayed so far (for tests and benchmarks)."""
-    return {"calls": Replay.replayed_calls, "flushes": Replay.replayed_flushes, "trie": Replay.steps}
+    return {"calls": _REPLAYED[0], "flushes": _REPLAYED[1], "trie": Replay.steps}
