@@ -465,7 +465,8 @@ class Tensor:
     @classmethod
     def _wrap(cls, node: Node, grad_node=None) -> "Tensor":
         t = object.__new__(cls)
-        t._cell = Cell(node)
+        cell = t._cell = object.__new__(Cell)  # NOTE: without Cell.__init__'s frame: every result is wrapped
+        cell.node = node
         t._grad_node = grad_node
         t._grad = None
         t._retains = False
@@ -1350,17 +1351,18 @@ class Tensor:
         if check_leaf and isinstance(self._grad_node, AccumulateGrad) and GradMode.enabled:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
         result = result_fn()
-        if result._cell.node.shape != self._cell.node.shape:
+        node = result._cell.node
+        if node.shape != self._cell.node.shape:
             raise RuntimeError(f"output with shape [{', '.join(map(str, self.shape))}] doesn't match the broadcast "
                                f"shape [{', '.join(map(str, result.shape))}]")
-        if result._cell.node.dtype != self._cell.node.dtype:
+        if node.dtype != self._cell.node.dtype:
             if _ORDER[result.dtype.name] > _ORDER[self.dtype.name] and (
                     result.dtype.category > self.dtype.category):
                 raise RuntimeError(f"result type {_TORCH_NAMES[result.dtype.name]} can't be cast to the desired "
                                    f"output type {_TORCH_NAMES[self.dtype.name]}")
             result = result.to(self.dtype)
-        self._assign(result._node)
-        if result.requires_grad:
+        self._assign(result._cell.node)
+        if result._grad_node is not None:  # it requires grad
             self._grad_node = result._grad_node
         return self
 
