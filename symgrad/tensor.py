@@ -625,7 +625,10 @@ class Tensor:
             touched = replay.backward(self, retain, _backward_now)
         else:
             touched = _backward_now(self, gradient, retain, create_graph)
-        _realize([self._node, *(t._node for t in touched)])
+        nodes = [self._cell.node]
+        for t in touched:
+            nodes.append(t._cell.node)
+        _realize(nodes)
 
     # realization ----------------------------------------------------------------------------------
     def _value(self) -> np.ndarray:
