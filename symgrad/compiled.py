@@ -762,7 +762,6 @@ class CompiledFunction:
         if entry is None:
             entry = self.entries[key] = _Entry()
         elif entry.program is not None and Tracing.active is None and not GradMode.in_backward:
-            value_read()  # the eager replay layer must not rely on cells this call changes
             try:
                 result = entry.program.run(args)
             except _Miss:
