@@ -105,13 +105,17 @@ def _count_torch(depth):
     return range(count)
 
 
-def test_seed_program_matches_torch(capsys):
+def _models_and_data(batch):
+    """A symgrad ResNet-18 and its torch twin with the same weights, and the seed's input and labels."""
     symgrad.manual_seed(0)
     model = symgrad.models.resnet18()
-    theirs = _twin(model)
     rng = np.random.default_rng(7)
-    data_np = rng.random((1, 3, 64, 64), dtype=np.float32)
-    labels_np = rng.random((1, 1000), dtype=np.float32)
+    return (model, _twin(model), rng.random((batch, 3, 64, 64), dtype=np.float32),
+            rng.random((batch, 1000), dtype=np.float32))
+
+
+def test_seed_program_matches_torch(capsys):
+    model, theirs, data_np, labels_np = _models_and_data(batch=1)
 
     before = {name: p.detach().numpy().copy() for name, p in theirs.named_parameters()}
     # the seed program, as written for torch
@@ -162,12 +166,7 @@ def test_compiled_training_step_matches_torch_step_for_step():
     # program. NOTE: a bounded loss and batch 2: the seed's unbounded sum loss with batch 1 (batch
     # norm over 4 values per channel in layer4) is chaotic after a few steps, so much that torch's
     # float32 and float64 runs part ways, and so do eager and compiled symgrad
-    symgrad.manual_seed(0)
-    model = symgrad.models.resnet18()
-    theirs = _twin(model)
-    rng = np.random.default_rng(7)
-    data_np = rng.random((2, 3, 64, 64), dtype=np.float32)
-    labels_np = rng.random((2, 1000), dtype=np.float32)
+    model, theirs, data_np, labels_np = _models_and_data(batch=2)
     data, labels = symgrad.tensor(data_np), symgrad.tensor(labels_np)
     optim = symgrad.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     t_optim = torch.optim.SGD(theirs.parameters(), lr=0.01, momentum=0.9)
