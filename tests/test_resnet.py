@@ -105,6 +105,16 @@ def _count_torch(depth):
     return range(count)
 
 
+def _close_buffers(model, theirs, rtol, steps):
+    """Running statistics within `rtol` of torch's, and both counting `steps` training batches."""
+    ours = dict(model.named_buffers())
+    for name, b in theirs.named_buffers():
+        if name.endswith("num_batches_tracked"):
+            assert int(ours[name]) == int(b) == steps, name
+        else:
+            _close(ours[name], b, rtol, name)
+
+
 def _models_and_data(batch):
     """A symgrad ResNet-18 and its torch twin with the same weights, and the seed's input and labels."""
     symgrad.manual_seed(0)
@@ -143,12 +153,7 @@ def test_seed_program_matches_torch(capsys):
     for name, p in theirs.named_parameters():  # the step moved each parameter by the same amount
         moved = ours_named[name].detach().numpy() - before[name]
         _close(torch.tensor(moved), p.detach() - torch.tensor(before[name]), 1e-3, f"step of {name}")
-    ours_buffers = dict(model.named_buffers())
-    for name, b in theirs.named_buffers():
-        if name.endswith("num_batches_tracked"):
-            assert int(ours_buffers[name]) == int(b) == 1, name
-        else:
-            _close(ours_buffers[name], b, 1e-5, name)
+    _close_buffers(model, theirs, 1e-5, steps=1)
 
     # eval mode on identical weights and running statistics (ours after the step, copied over)
     theirs = _twin(model)
@@ -195,9 +200,4 @@ def test_compiled_training_step_matches_torch_step_for_step():
     ours_named = dict(model.named_parameters())
     for name, p in theirs.named_parameters():
         _close(ours_named[name], p, 1e-2, f"{name} after five steps")
-    ours_buffers = dict(model.named_buffers())
-    for name, b in theirs.named_buffers():
-        if name.endswith("num_batches_tracked"):
-            assert int(ours_buffers[name]) == int(b) == 5, name
-        else:
-            _close(ours_buffers[name], b, 1e-2, name)
+    _close_buffers(model, theirs, 1e-2, steps=5)
