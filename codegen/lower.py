@@ -50,6 +50,8 @@ SUM_BLOCK = 4096
 STREAM_DOMAIN = "codegen.stream"
 ITEMSIZE = {"float32": 4, "float64": 8, "int64": 8, "bool": 1}
 REGISTER_REDUCTIONS = ("sum", "prod", "max", "min")
+# Programs with more kernels than this keep each kernel a function of its own (see _KernelLowering).
+INLINED_KERNELS = 16
 
 
 def lower_program(program: Program, entry: str = "program") -> str:
@@ -198,10 +200,14 @@ class _KernelLowering:
         self.function = fn = ir.Function(module, ir.FunctionType(ir.VoidType(), arg_types), name=f"kernel{index}")
         fn.linkage = "internal"
         fn.attributes.add("nounwind")
-        # NOTE: each kernel is called once, so LLVM would inline every one into the program function and
-        # optimize one huge function: ResNet-18's backward (160 kernels) took 15.5 s in the O3 pipeline
-        # that way, 7.5 s kept apart. A call per kernel costs nanoseconds.
-        fn.attributes.add("noinline")
+        # NOTE: each kernel is called once, so LLVM inlines every one into the program function and
+        # optimizes one huge function: ResNet-18's backward (160 kernels) took 15.5 s in the O3 pipeline
+        # that way, 7.5 s kept apart. Small programs stay inlined: a value two of their kernels compute
+        # (a gradient rule that rebuilds a forward value which replay did not share) then comes out
+        # bit for bit as in the program without the copy, as tests/test_replay.py checks; kept
+        # apart, batch norm's gradient was an ulp off.
+        if len(program.kernels) > INLINED_KERNELS:
+            fn.attributes.add("noinline")
         for arg in fn.args[: len(buffers)]:
             arg.add_attribute("noalias")
         self.pointer = dict(zip(buffers, fn.args))
