@@ -334,7 +334,11 @@ class _Segment:
             grad = self.fn_index.get(id(fn))
             if grad is None:
                 if type(fn) is not AccumulateGrad:
-                    return None  # history from before the segment: its backward is not ours to replay
+                    # NOTE: history from before the segment (a batch norm realized its input midway
+                    # through a forward). A replayed call records its function on the operand itself, so
+                    # it links to that history as a normal call would; a backward that walks into it is
+                    # not captured (its walk reaches functions this segment did not record)
+                    return (where, "h") if t._output_nr == 0 else None
                 grad = self.acc_index.get(id(fn))
                 if grad is None:
                     grad = self.acc_index[id(fn)] = ("a", len(self.accs))
@@ -676,6 +680,9 @@ def _guard_function(key):
         lines.append(f"    {fn} = {o}._grad_node")
         if grad is None:
             lines += [f"    if {fn} is not None:", "        return False"]
+        elif grad == "h":  # history from before the segment (see _Segment._describe)
+            lines += [f"    if {fn} is None or type({fn}) is AccumulateGrad or id({fn}) in fn_index:",
+                      "        return False"]
         elif isinstance(grad, int):
             lines += [f"    if {fn} is None or fn_index.get(id({fn})) != {grad}:", "        return False"]
         else:
