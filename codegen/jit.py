@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
-from . import cache
+from . import cache, mathlib
 
 PROGRAM_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 
@@ -53,7 +53,8 @@ def disk_load_count() -> int:
 
 
 # What `optimize` runs; part of the disk cache key, so change it with the pipeline.
-PIPELINE = "speed_level=3 loop_vectorization slp_vectorization loop_unrolling loop_interleaving stream_stores"
+PIPELINE = ("speed_level=3 loop_vectorization slp_vectorization loop_unrolling loop_interleaving stream_stores "
+            "mathlib_primitives")
 
 
 @functools.cache
@@ -94,6 +95,7 @@ def optimize(ir_text: str):
     tuning.loop_interleaving = True
     builder = llvm.create_pass_builder(tm, tuning)
     builder.getModulePassManager().run(module, builder)
+    module = mathlib.link_primitives(module, builder)
     if _STREAM_SCOPE in ir_text:
         streamed = stream_stores(str(module))
         module = llvm.parse_assembly(streamed)

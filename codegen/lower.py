@@ -72,7 +72,7 @@ def lower_program(program: Program, entry: str = "program") -> str:
         args = [addresses[i] for i in buffers] + [scalars[program.scalars.index(s)] for s in symbols]
         b.call(kernel_fn, args)
     b.ret_void()
-    return _alignment_assumptions(_distinct_loop_ids(str(module)))
+    return mathlib.finish_ir(_alignment_assumptions(_distinct_loop_ids(str(module))))
 
 
 # Loops whose bodies evaluate transcendental functions run 4 vectors per trip: the polynomial chains are

@@ -5,6 +5,10 @@ get scalarized into one libm call per lane (see shared/notes/llvmlite-facts.md, 
 Everything here is straight-line code: arithmetic, fcmp/select, bitcasts, integer ops and
 intrinsics that have native vector forms (llvm.fma, fabs, floor, trunc, rint, copysign).
 So a scalar loop that calls :func:`emit` is vectorized by LLVM like any ``a*b+c`` loop.
+On AVX-512 hosts a few single instructions with no generic IR form (vrcp14ps, vscalefps with a
+float exponent, vfixupimmps) are reached through declared "primitives" that the vectorizer widens
+like libmvec functions; modules using them go through :func:`finish_ir` before and
+:func:`link_primitives` after the optimization pipeline (codegen/jit.py does both).
 
 API::
 
@@ -23,9 +27,9 @@ for each precision; see the tests for measured errors):
 
 * exp:   n = rint(x/ln2) (by adding 1.5*2^23 / 2^52 inside the FMA that scales x, so the integer
          n is read off the bits), r = x - n*ln2 (two FMAs, the first exact), exp(r) = 1 + r*(1 +
-         r*P(r)) as one Horner chain of FMAs, result scaled by 2^n: with AVX-512 by `llvm.ldexp`
-         (`vscalefps`), otherwise in two steps, so that results in the denormal range round once
-         and 2^128 / 2^1024 are reachable before overflowing to inf.
+         r*P(r)) as one Horner chain of FMAs, result scaled by 2^n: with AVX-512 by `vscalefps`
+         taking n as the float it already is, otherwise in two steps, so that results in the
+         denormal range round once and 2^128 / 2^1024 are reachable before overflowing to inf.
 * expm1: same reduction, p = expm1(r) = r + r^2/2 + r^3*Q(r) (accurate relative to tiny r);
          2^n*(1+p) - 1 evaluated as fma(2^n, p, 2^n - 1).
 * log:   x = 2^k*m, m in [sqrt(1/2), sqrt(2)) by integer ops on the bits; fdlibm's form
@@ -37,10 +41,12 @@ for each precision; see the tests for measured errors):
 * tanh:  tanh(|x|) = -E(1+e)/(1+e^2), the sign copied back: no cancellation near 0 (E is
          accurate there) nor near 1.
 * sigmoid: x >= 0: 1/(1+e), x < 0: e/(1+e). No exp overflow and full relative accuracy for
-         large negative x (results down to the denormals).
-         Both quotients have denominators in [1, 2]: they are formed by `div_in` (polynomial seed,
-         Newton step, numerator folded into a last step: FMAs only, <= 1/4 ulp more than a
-         division), not by a division instruction, which does not pipeline.
+         large negative x (results down to the denormals). The numerator is one vfixupimmps
+         with AVX-512.
+         Both quotients have denominators in [1, 2]: they are formed by `div_in` (seed 1/d:
+         AVX-512's vrcp14 estimate, else a polynomial and a Newton step; numerator folded into
+         a last step: FMAs only, <= 1/4 ulp more than a division), not by a division
+         instruction, which does not pipeline.
 * sin/cos: n = rint(x*2/pi), Cody-Waite r = x - n*pi/2 with pi/2 split in 4 (f32) or 3 (f64)
          parts applied by FMAs, then sin/cos minimax polynomials on |r| <= pi/4 (+ slack) and the
          quadrant picked by fcmp on n mod 4 (computed in floating point, no int conversion).
@@ -77,6 +83,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 from llvmlite import ir
 
@@ -196,6 +203,152 @@ def _scalef() -> bool:
     from . import jit
 
     return jit.host_has("avx512f")
+
+
+def _primitives() -> bool:
+    """Whether `_Emitter.primitive` may call the AVX-512 instructions below (F and VL: every vector
+    width the loop vectorizer may pick has them)."""
+    from . import jit
+
+    return jit.host_has("avx512f") and jit.host_has("avx512vl")
+
+
+# ---------------------------------------------------------------------------------------
+# Primitives: single AVX-512 instructions in scalar code that the loop vectorizer widens.
+#
+# Kernels are scalar loops that LLVM vectorizes, and target intrinsics (llvm.x86.*) have no
+# scalar form it can widen. So mathlib calls a declared scalar function (`codegen_rcp14_f32`)
+# that names its vector versions for each width in a "vector-function-abi-variant" attribute
+# (`finish_ir`), as libmvec's functions are named; the vectorizer then calls
+# `codegen_rcp14_v16f32` and so on. After the O3 pipeline, `link_primitives` links in their
+# definitions, each one intrinsic call, and inlines them: the loop holds the bare instruction.
+#
+#   rcp14(d):      1/d with relative error < 2^-14 (vrcp14ps/pd/ss/sd), the seed of `div_in`
+#   scalef(y, n):  y * 2^floor(n) rounded once, n a float (vscalefps...): exp's scaling straight
+#                  from its float n, without converting an integer back
+#   negsel(a, x):  a where x < 0 (-inf and negative denormals included), else 1; 1 for a NaN x
+#                  (vfixupimmps: x's class picks a or 1 from a table)
+# ---------------------------------------------------------------------------------------
+_PRIMITIVE_OPS = {"rcp14": 1, "scalef": 2, "negsel": 2}
+_PRIMITIVE_LANES = {False: (4, 8, 16), True: (2, 4, 8)}
+# vfixupimm response per class of x, a nibble each, class 0 lowest: QNaN, SNaN, 0, +1, -inf, +inf,
+# negative, positive; 0x0 keeps the destination (a), 0xA is +1
+_NEGSEL_TABLE = 0xA0A0AAAA
+_PRIMITIVE_NAME = re.compile(
+    r'^declare (float|double) @"?(codegen_(rcp14|scalef|negsel)_(f32|f64))"?\(([^)]*)\)[^\n]*$',
+    re.MULTILINE)
+
+
+def _primitive_name(op: str, double: bool, lanes=None) -> str:
+    return f"codegen_{op}_{f'v{lanes}' if lanes else ''}{'f64' if double else 'f32'}"
+
+
+def _primitive_definition(op: str, double: bool, lanes=None) -> str:
+    """IR text of one primitive as an inlinable function around its x86 intrinsic (all lanes
+    active, the current rounding mode)."""
+    elem = "double" if double else "float"
+    name = _primitive_name(op, double, lanes)
+    arity = _PRIMITIVE_OPS[op]
+    scalar = lanes is None
+    width = (2 if double else 4) if scalar else lanes
+    vec = f"<{width} x {elem}>"
+    ivec = f"<{width} x i{64 if double else 32}>"
+    mask = "i16" if width == 16 else "i8"
+    big = scalar or width * (64 if double else 32) == 512  # these forms take a rounding operand
+    kind = ("s" if scalar else "p") + ("d" if double else "s")
+    suffix = kind if scalar else f"{kind}.{width * (64 if double else 32)}"
+    a = [f"%v{i}" if scalar else f"%a{i}" for i in range(arity)]
+    zero, ones = f"{vec} zeroinitializer", f"{mask} -1"
+    if op == "rcp14":
+        intrinsic = f"rcp14.{suffix}"
+        call = [f"{vec} {a[0]}", f"{vec} {a[0]}", zero, ones] if scalar else [f"{vec} {a[0]}", zero, ones]
+    elif op == "scalef":
+        intrinsic = f"mask.scalef.{suffix}"
+        call = [f"{vec} {a[0]}", f"{vec} {a[1]}", zero, ones] + (["i32 4"] if big else [])
+    else:  # negsel
+        intrinsic = f"mask.fixupimm.{suffix}"
+        table = f"{ivec} <{', '.join([f'i{64 if double else 32} {_NEGSEL_TABLE}'] * width)}>"
+        call = [f"{vec} {a[0]}", f"{vec} {a[1]}", table, "i32 0", ones] + (["i32 4"] if big else [])
+    types = ", ".join(_operand_type(c) for c in call)
+    result = f"call {vec} @llvm.x86.avx512.{intrinsic}({', '.join(call)})"
+    if scalar:
+        lines = [f"  %v{i} = insertelement {vec} poison, {elem} %a{i}, i64 0" for i in range(arity)]
+        lines += [f"  %r = {result}", f"  %s = extractelement {vec} %r, i64 0", f"  ret {elem} %s"]
+        signature = ", ".join(f"{elem} %a{i}" for i in range(arity))
+    else:
+        lines = [f"  %r = {result}", f"  ret {vec} %r"]
+        signature = ", ".join(f"{vec} %a{i}" for i in range(arity))
+    body = "\n".join(lines)
+    returned = elem if scalar else vec
+    return (f"declare {vec} @llvm.x86.avx512.{intrinsic}({types})\n"
+            f"define linkonce_odr {returned} @{name}({signature}) alwaysinline nounwind {{\n{body}\n}}\n")
+
+
+def _operand_type(operand: str) -> str:
+    """The type of an IR operand written as "<type> <value>"."""
+    if operand.endswith("zeroinitializer"):
+        return operand[: -len(" zeroinitializer")]
+    if operand.startswith("<") and ">" in operand:
+        return operand[: operand.index(">") + 1]
+    return operand.split(" ", 1)[0]
+
+
+def finish_ir(text: str) -> str:
+    """Module text with mathlib's scalar primitive declarations (if any) given their vector
+    variants: the mapping attribute, declarations of each width, and `llvm.compiler.used` to keep
+    those declarations alive until the loop vectorizer looks for them."""
+    found = list(_PRIMITIVE_NAME.finditer(text))
+    if not found:
+        return text
+    used, extra = [], []
+    for m in found:
+        elem, name, op, kind = m.group(1), m.group(2), m.group(3), m.group(4)
+        double = kind == "f64"
+        arity = "v" * _PRIMITIVE_OPS[op]
+        variants = []
+        for lanes in _PRIMITIVE_LANES[double]:
+            vector = _primitive_name(op, double, lanes)
+            variants.append(f"_ZGV_LLVM_N{lanes}{arity}_{name}({vector})")
+            used.append(vector)
+            if not re.search(rf'^declare [^\n]*@"?{vector}"?\(', text, re.MULTILINE):
+                vec = f"<{lanes} x {elem}>"
+                extra.append(f"declare {vec} @{vector}({', '.join([vec] * _PRIMITIVE_OPS[op])})")
+        declaration = (f"declare {elem} @{name}({m.group(5)}) nounwind willreturn memory(none) "
+                       f'"vector-function-abi-variant"="{",".join(variants)}"')
+        text = text.replace(m.group(0), declaration)
+    if "@llvm.compiler.used" in text:
+        raise ValueError("mathlib.finish_ir: the module already has @llvm.compiler.used")
+    listed = ", ".join(f"ptr @{name}" for name in used)
+    extra.append(f'@llvm.compiler.used = appending global [{len(used)} x ptr] [{listed}], section "llvm.metadata"')
+    return text + "\n" + "\n".join(extra) + "\n"
+
+
+def link_primitives(module, pass_builder):
+    """After the optimization pipeline: define the primitives `module` (a llvmlite.binding
+    ModuleRef) still declares and inline them. Returns the module."""
+    import llvmlite.binding as llvm
+
+    wanted = []
+    for fn in module.functions:
+        m = re.fullmatch(r"codegen_(\w+?)_(v(\d+))?(f32|f64)", fn.name)
+        if m and m.group(1) not in _PRIMITIVE_OPS:
+            m = None
+        if m and fn.is_declaration:
+            wanted.append(_primitive_definition(m.group(1), m.group(4) == "f64",
+                                                int(m.group(3)) if m.group(3) else None))
+    if not wanted:
+        return module
+    lines = "\n".join(wanted).splitlines()
+    declared = {line for line in lines if line.startswith("declare ")}
+    text = "\n".join(sorted(declared) + [line for line in lines if line not in declared])
+    definitions = llvm.parse_assembly(text)
+    definitions.triple, definitions.data_layout = module.triple, module.data_layout
+    module.link_in(definitions)
+    passes = llvm.create_new_module_pass_manager()
+    passes.add_always_inliner_pass()
+    passes.add_global_dead_code_eliminate_pass()
+    passes.run(module, pass_builder)
+    return module
 
 
 @functools.cache
@@ -318,14 +471,34 @@ class _Emitter:
         step with the numerator folded in: q = n r, q += r (n - d q), whose error is eps^2 relative
         on top of the final rounding: at most 1/4 ulp more than a division. A NaN n or d gives NaN; a zero n
         gives +0 (also -0: the last FMA adds +0 to it)."""
-        seed, eps = _reciprocal_seed(lo, hi, 3 if self.d else 2)
-        r = self.horner(d, seed)
+        if self.has_primitive("rcp14"):
+            # AVX-512's reciprocal estimate, relative error < 2^-14 (Intel SDM, VRCP14PS): one
+            # instruction for the seed polynomial and, in float32, its Newton step
+            r, eps = self.primitive("rcp14", d), 2.0 ** -14
+        else:
+            seed, eps = _reciprocal_seed(lo, hi, 3 if self.d else 2)
+            r = self.horner(d, seed)
         one, nd = self.c(1.0), self.neg(d)
         while eps * eps > 2.0 ** -(self.mant + 3):
             r = self.fma(r, self.fma(nd, r, one), r)
             eps = eps * eps
         q = self.mul(n, r)
         return self.fma(self.fma(nd, q, n), r, q)
+
+    # ---- x86 instructions the loop vectorizer cannot reach through generic IR ---------------
+    def has_primitive(self, op: str) -> bool:
+        """Whether `primitive(op, ...)` is available for this value type on this host."""
+        return _primitives() and (self.lanes is None or self.lanes in _PRIMITIVE_LANES[self.d])
+
+    def primitive(self, op: str, *args):
+        """`op` of `_PRIMITIVE_OPS` on this value type: a call that `finish_ir` and
+        `link_primitives` turn into the one AVX-512 instruction (see `_PRIMITIVE_OPS`)."""
+        name = _primitive_name(op, self.d, self.lanes)
+        mod = self.b.module
+        fn = mod.globals.get(name)
+        if fn is None:
+            fn = ir.Function(mod, ir.FunctionType(self.ty, [self.ty] * len(args)), name=name)
+        return self.b.call(fn, list(args))
 
     def lt(self, a, b):
         return self.b.fcmp_ordered("<", a, b)
@@ -399,8 +572,8 @@ class _Emitter:
 # ---------------------------------------------------------------------------------------
 
 def _exp_argument(m: _Emitter, x, lo=None, negate=False):
-    """n = rint(x/ln2), r = x - n*ln2 (+ lo); returns (r, k) with k the integer n (same-width int).
-    |x| < 2^21 (f32) / 2^50 (f64); a NaN x gives a NaN r and some k.
+    """n = rint(x/ln2), r = x - n*ln2 (+ lo); returns (r, k, n) with k the integer n (same-width int)
+    and n itself as a float. |x| < 2^21 (f32) / 2^50 (f64); a NaN x gives a NaN r and some k.
 
     n is rounded by adding 1.5 * 2^23 (2^52) in the FMA that scales x: the sum's low mantissa bits
     are n itself, so k is one integer subtraction on the bits, with no rounding instruction and no
@@ -419,24 +592,28 @@ def _exp_argument(m: _Emitter, x, lo=None, negate=False):
     r = m.fma(nn, m.c(_LN2_LO[d]), r)
     if lo is not None:
         r = m.add(r, lo)
-    return r, k
+    return r, k, n
 
 
 def _exp_reduce(m: _Emitter, x, lo=None, negate=False):
-    """(p, k) with p = expm1(r) by polynomial, r and k from `_exp_argument`: e^x = 2^k (1 + p), and
-    p keeps its relative accuracy for tiny r (what expm1 and tanh need)."""
-    r, k = _exp_argument(m, x, lo, negate)
+    """(p, k, n) with p = expm1(r) by polynomial, r, k and n from `_exp_argument`: e^x = 2^k (1 + p),
+    and p keeps its relative accuracy for tiny r (what expm1 and tanh need)."""
+    r, k, n = _exp_argument(m, x, lo, negate)
     r2 = m.mul(r, r)
     q = m.horner(r, _EXPM1_Q[m.d])
     q = m.fma(q, r, m.c(0.5))
     p = m.fma(q, r2, r)                         # r + r^2*(1/2 + r*Q(r))
-    return p, k
+    return p, k, n
 
 
-def _scale(m: _Emitter, y, k):
-    """y * 2^k for the integer k of `_exp_argument` (|k| <= 150 / 1075 after the callers' clamps),
-    rounded once, also into the denormals; 2^128 (2^1024) itself is not a float, so without
-    AVX-512's one-instruction `vscalefps` the scaling is done in two steps."""
+def _scale(m: _Emitter, y, k, n):
+    """y * 2^k for the integer k of `_exp_argument` (|k| <= 150 / 1075 after the callers' clamps;
+    n is the same power as a float), rounded once, also into the denormals; 2^128 (2^1024) itself is
+    not a float, so without AVX-512's one-instruction `vscalefps` the scaling is done in two steps.
+    `vscalefps` takes its exponent as a float: given n itself, the integer k is not needed at all
+    (LLVM's `llvm.ldexp` converts k back to a float first: two instructions more per exp)."""
+    if m.has_primitive("scalef"):
+        return m.primitive("scalef", y, n)
     if _scalef():
         return m.ldexp(y, m.b.trunc(k, m.i32) if m.d else k)
     # 2^(k>>1) * 2^(k - (k>>1)): the first product is exact, the second rounds once
@@ -447,11 +624,12 @@ def _scale(m: _Emitter, y, k):
 def _exp_core(m: _Emitter, x, lo=None):
     """exp(x [+ lo]); a NaN x gives NaN (through the arithmetic)."""
     d = m.d
-    # The clamp keeps 2^n's two factors normal; exp(89) = inf and exp(-104) = 0 in f32.
+    # The clamp keeps 2^n's two factors normal; exp(89) = inf and exp(-104) = 0 in f32. (AVX-512's
+    # vrangeps caps a magnitude in one instruction, but turns a NaN x into the cap.)
     x = m.clamp_keep_nan(x, m.c(_EXP_LO[d]), m.c(_EXP_HI[d]))
-    r, k = _exp_argument(m, x, lo)
+    r, k, n = _exp_argument(m, x, lo)
     y = m.fma(m.horner(r, (1.0,) + _EXP_P[d]), r, m.c(1.0))   # 1 + r*(1 + r*P(r))
-    return _scale(m, y, k)
+    return _scale(m, y, k, n)
 
 
 def _exp(m: _Emitter, x):
@@ -463,7 +641,7 @@ def _expm1_core(m: _Emitter, x):
     d = m.d
     maxe = m.bias                                  # 127 / 1023: largest 2^k that is a float
     x = m.max_to(m.min_to(x, m.c(_EXP_HI[d])), m.c(_EXPM1_LO[d]))
-    p, k = _exp_reduce(m, x)
+    p, k, _ = _exp_reduce(m, x)
     big = m.b.icmp_signed(">", k, m.ci(maxe))
     k = m.b.select(big, m.ci(maxe), k)            # only n = 128 (1024) reaches this
     s = m.pow2i(k)
@@ -556,7 +734,7 @@ def _log1p(m: _Emitter, x):
 # ---------------------------------------------------------------------------------------
 
 def _exp_of_minus_abs(m: _Emitter, x):
-    """(e, p, k) with e = exp(-|x|) = 2^k (1 + p) from one range reduction: tanh and sigmoid both
+    """(e, p, (k, n)) with e = exp(-|x|) = 2^k (1 + p) from one range reduction: tanh and sigmoid both
     start here, so a kernel computing both shares it (and either one has the same bits alone).
     |x| is capped where exp(-|x|) is 0 (a NaN x stays NaN through p and e). The reduction is written
     on a = |x| with the minus signs inside the FMAs: `a > cap ? cap : a` is then one vminps (a
@@ -564,21 +742,22 @@ def _exp_of_minus_abs(m: _Emitter, x):
     d = m.d
     a = m.fabs(x)
     a = m.sel(m.gt(a, m.c(-_EXP_LO[d])), m.c(-_EXP_LO[d]), a)
-    p, k = _exp_reduce(m, a, negate=True)
-    return _scale(m, m.add(m.c(1.0), p), k), p, k
+    p, k, n = _exp_reduce(m, a, negate=True)
+    return _scale(m, m.add(m.c(1.0), p), k, n), p, (k, n)
 
 
-def _tanh_from(m: _Emitter, x, e, p, k):
+def _tanh_from(m: _Emitter, x, e, p, kn):
     """tanh(|x|) = (1 - e^2)/(1 + e^2) with e = exp(-|x|) and 1 - e^2 = -E (1 + e), E = expm1(-|x|)
     = fma(2^k, p, 2^k - 1) from the same reduction: no cancellation near 0, where E is accurate,
     nor where e is small. Beyond the saturation E = -1 to working precision and the quotient
     rounds to 1. The quotient is formed as E (1 + e)/(1 + e^2) = -tanh(|x|): copysign takes only its
     magnitude, so the sign of x goes back on without a negation (tanh(-0) = -0)."""
     if _scalef():
-        # 2^k by the same vscalefps as e (k converted once): 2^k for k down to -150 is a denormal
+        # 2^k by the same vscalefps as e, from the same n: 2^k for k down to -150 is a denormal
         # or 0, and E = 2^k p + (2^k - 1) rounds to -1 there as it should
-        s = _scale(m, m.c(1.0), k)
+        s = _scale(m, m.c(1.0), *kn)
     else:
+        k = kn[0]
         low = m.ci(-(m.bias - 1))                      # 2^k stays a normal number
         s = m.pow2i(m.b.select(m.b.icmp_signed("<", k, low), low, k))
     big_e = m.fma(s, p, m.sub(s, m.c(1.0)))
@@ -589,7 +768,11 @@ def _tanh_from(m: _Emitter, x, e, p, k):
 def _sigmoid_from(m: _Emitter, x, e):
     """x >= 0: 1/(1+e), x < 0: e/(1+e): no exp overflow, and full relative accuracy for large
     negative x (results down to the denormals) instead of 1/(1+huge)."""
-    return m.div_in(m.sel(m.lt(x, m.c(0.0)), e, m.c(1.0)), m.add(m.c(1.0), e), 1.0, 2.0)
+    if m.has_primitive("negsel"):
+        numerator = m.primitive("negsel", e, x)  # one vfixupimmps for a compare and a blend
+    else:
+        numerator = m.sel(m.lt(x, m.c(0.0)), e, m.c(1.0))
+    return m.div_in(numerator, m.add(m.c(1.0), e), 1.0, 2.0)
 
 
 def _tanh(m: _Emitter, x):
@@ -601,8 +784,8 @@ def _sigmoid(m: _Emitter, x):
 
 
 def _tanh_sigmoid(m: _Emitter, x):
-    e, p, k = _exp_of_minus_abs(m, x)
-    return _tanh_from(m, x, e, p, k), _sigmoid_from(m, x, e)
+    e, p, kn = _exp_of_minus_abs(m, x)
+    return _tanh_from(m, x, e, p, kn), _sigmoid_from(m, x, e)
 
 
 def emit_tanh_sigmoid(builder: ir.IRBuilder, x: ir.Value):

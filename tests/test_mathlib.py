@@ -93,7 +93,8 @@ def _add_kernel(mod, fname, elem_ty, vec_lanes=None):
 
 def _compile(ir_mod):
     tm = _target_machine()                 # MCJIT owns its target machine: one per engine
-    mod = llvm.parse_assembly(str(ir_mod))
+    # mathlib's AVX-512 primitives: vector variants named before, definitions linked after the pipeline
+    mod = llvm.parse_assembly(mathlib.finish_ir(str(ir_mod)))
     mod.triple = tm.triple
     mod.data_layout = str(tm.target_data)
     mod.verify()
@@ -102,7 +103,7 @@ def _compile(ir_mod):
     pto.slp_vectorization = True
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(mod, pb)
-    return mod, tm
+    return mathlib.link_primitives(mod, pb), tm
 
 
 class _Kernels:
@@ -457,6 +458,28 @@ def test_tanh_sigmoid_loops_do_not_divide(fname):
     asm = tm.emit_assembly(mod)
     assert re.search(r"\bvfn?madd\w*ps\s+[^\n]*%[xyz]mm", asm)
     assert not re.search(r"\bv?div[ps]s\b", asm), f"{fname}: division in the loop"
+
+
+@pytest.mark.skipif(not (IS_X86 and mathlib._primitives()), reason="needs AVX-512 F and VL")
+@pytest.mark.parametrize("fname", ["exp", "tanh", "sigmoid"])
+def test_avx512_primitives_become_single_instructions(fname):
+    """vrcp14ps seeds the quotients, vscalefps scales by the float n (no integer conversion back),
+    vfixupimmps picks sigmoid's numerator; all inlined after the pipeline, so no call is left. The
+    scalar forms (a loop's remainder) give the vector loop's bits."""
+    irm = ir.Module(name=f"prim_{fname}")
+    _add_kernel(irm, fname, ir.FloatType())
+    mod, tm = _compile(irm)
+    asm = tm.emit_assembly(mod)
+    assert "vscalefps" in asm and "vcvtdq2ps" not in asm
+    if fname != "exp":
+        assert "vrcp14ps" in asm and "vrcp14ss" in asm
+    if fname == "sigmoid":
+        assert "vfixupimmps" in asm
+    assert not re.search(r"^\s*call", asm, re.M)
+    x = inputs(fname, np.float32, 4096, seed=11)[0][:4096]
+    whole = kernels(np.float32)(fname, x)
+    alone = np.concatenate([kernels(np.float32)(fname, x[k:k + 1]) for k in range(0, 4096, 97)])
+    assert alone.tobytes() == whole[::97].tobytes()
 
 
 # --------------------------------------------------------------------------------------
