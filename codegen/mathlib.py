@@ -69,7 +69,7 @@ bit patterns, 8M f64 points; docs/mathlib.md) found at most 0.26 ULP more, worst
     expm1      1.39   1.83       sin        1.46   1.45
     log        0.82   0.77       cos        1.49   1.43
     log1p      1.99   2.00       erf        1.21   0.89 (vs mpmath)
-    tanh       3.21   3.17       pow        1.00   1.28
+    tanh       3.11   3.17       pow        1.00   1.28
 
 All within the 4 ULP bar. sin/cos: that holds for |x| <= 3e5 (f32) and |x| <= 1e13 (f64).
 Beyond, the rounding of x*2/pi (f32) and the fixed-length pi/2 make the reduction inexact
