@@ -46,7 +46,9 @@ class Buffer:
     def carved(block: np.ndarray, offset: int, nbytes: int, dtype, address: int) -> "Buffer":
         """`nbytes` of `block` from `offset` (at `address`), viewed as `dtype` only when first read:
         a program's results are mostly consumed by the next program, which needs just the address."""
-        buffer = Buffer(None, address)
+        # NOTE: filled in place, without __init__'s frame: a flush carves every result it computes
+        buffer = object.__new__(Buffer)
+        buffer._array, buffer.address = None, address
         buffer._carve = (block, offset, nbytes, dtype)  # NOTE: holds the block, as the view would
         return buffer
 

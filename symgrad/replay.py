@@ -40,7 +40,7 @@ from operator import itemgetter
 import numpy as np
 
 from . import tensor as _tensor
-from .autograd import AccumulateGrad, GradMode, _topological
+from .autograd import AccumulateGrad, GradMode, _topological, backward_class
 from .graph import Node, pending_postorder
 from .schedule import MOVEMENT, cached_plan, plan_for, resolve_views
 
@@ -99,12 +99,11 @@ class _CallTemplate:
     float operand giving arg or None, the node itself if it is a constant); the reference of its
     result; and what its float operands must satisfy."""
 
-    __slots__ = ("entries", "base", "out", "records", "exact", "links", "checked", "build")
+    __slots__ = ("entries", "base", "out", "records", "exact", "links", "replay")
 
     def __init__(self, entries, base, out, records, exact, links):
         self.entries, self.base, self.out = entries, base, out
-        self.build = None  # the generated function building `entries`, made at the first replay
-        self.checked = bool(exact or links)
+        self.replay = None  # the generated function replaying the call (_replay_function), made at first use
         self.records = records  # whether the call records a backward function
         self.exact = exact  # float operands whose values the template baked in: ((k, value), ...)
         self.links = links  # runtime scalars shared with earlier calls: ((reference, operand), ...)
@@ -461,16 +460,6 @@ class _Segment:
         return _BackwardTemplate(entries, base, tuple((a, before, ref(node)) for a, before, node in effects), exact)
 
     # -- replay -----------------------------------------------------------------------------------------
-    def matches(self, template, operands):
-        for k, value in template.exact:
-            if float(operands[k]) != value:
-                return False
-        flat = self.flat
-        for r, k in template.links:
-            if k is None or float(operands[k]) != flat[r].arg:
-                return False
-        return True
-
     @staticmethod
     def build_function(template):
         """The function appending the nodes `template` builds to a segment's `flat` and returning its
@@ -484,18 +473,28 @@ class _Segment:
         segment's values (others cannot be in its graph). Each is named by the call that made it, the
         backward that gave it as a gradient, or else its position in `flat`: all fixed by the path of
         guards, and the first two found without indexing `flat`."""
+        # NOTE: _name inline for the common names (a flush names every value it computes)
+        outputs, gradients = self.outputs, self.gradients
         requested = []
         for node in nodes:
             if node.buffer is None:
-                name = self._name(node)
+                name = outputs.get(id(node))
                 if name is None:
-                    return None
+                    name = gradients.get(id(node))
+                    if name is None:
+                        name = self._name(node)
+                        if name is None:
+                            return None
                 requested.append(name)
         updated = []
         for cell in cells:
             node = cell.node
             if node.buffer is None:
-                name = self._name(node)
+                name = outputs.get(id(node))
+                if name is None:
+                    name = gradients.get(id(node))
+                    if name is None:
+                        name = self._name(node)
                 if name is not None:
                     updated.append(name)
         return tuple(requested), frozenset(updated)
@@ -519,22 +518,36 @@ class _Segment:
                 self.gradients.setdefault(id(node), ("g", number, a))
 
 
-def _build_function(entries, base, out):
-    """Straight-line Python building the nodes of template `entries` (captured at position `base` of a
-    segment's `flat`) and returning the node of reference `out`: what a replayed call runs, without
-    interpreting the entries one field at a time.
+def _build_lines(entries, base, constant, ref):
+    """The lines (indented for a function body) making the nodes of template `entries`, captured at
+    position `base` of a segment's `flat`, as n0, n1, ... and appending them to `flat`.
+    NOTE: each node is made and filled in place (what Node.raw does) rather than through a call: a
+    replayed step makes a hundred nodes, and the call frames were a fifth of their cost."""
+    lines = [  # NOTE: templates name earlier nodes by position; a path replayed to here has the same ones
+             f"    if len(flat) != {base}:",
+             f"        raise AssertionError(\"a replayed call found its segment at position %d, not {base}\" "
+             f"% len(flat))"]
+    for k, (op, refs, arg, shape, dtype, pending, source, pin) in enumerate(entries):
+        inputs = _tuple_code([ref(r) for r in refs])
+        value = f"float(operands[{source}])" if source is not None else constant(arg)
+        fill = [f"n{k} = new(Node)", f"n{k}.op = {op!r}", f"n{k}.inputs = {inputs}", f"n{k}.arg = {value}",
+                f"n{k}.shape = {constant(shape)}", f"n{k}.dtype = {dtype!r}", f"n{k}.buffer = None",
+                f"n{k}.strides = ()", f"n{k}.offset = 0", f"n{k}.pending_size = {pending}", f"n{k}._key = None"]
+        if pin is not None:
+            # NOTE: constants are reused while pending (see _Segment._capture)
+            pinned = constant(pin)
+            lines += [f"    if {pinned}.buffer is None:", f"        n{k} = {pinned}", "    else:"]
+            lines += [f"        {line}" for line in fill]
+        else:
+            lines += [f"    {line}" for line in fill]
+    if entries:
+        lines.append(f"    flat += {_tuple_code([f'n{k}' for k in range(len(entries))])}")
+    return lines
 
-    >>> entries = (("EXPAND", (-1,), (3,), (3,), "float32", 2, None, None),
-    ...            ("MUL", (0, 5), None, (3,), "float32", 4, None, None))
-    >>> print(_build_function(entries, 5, 6).source)
-    def build(flat, operands):
-        if len(flat) != 5:
-            raise AssertionError("a replayed call found its segment at position %d, not 5" % len(flat))
-        n0 = raw('EXPAND', (operands[0]._cell.node,), c0, c1, 'float32', 2)
-        n1 = raw('MUL', (flat[0], n0), c2, c3, 'float32', 4)
-        flat += (n0, n1)
-        return n1
-    """
+
+def _template_code():
+    """(constants, constant(value) -> its name in generated code, ref(r, base) -> the code of
+    reference r): what the generated functions below share."""
     constants = {}
 
     def constant(value):
@@ -542,33 +555,138 @@ def _build_function(entries, base, out):
         constants[name] = value
         return name
 
-    def ref(r):
+    def ref(r, base):
         if r >= base:
             return f"n{r - base}"
         return f"flat[{r}]" if r >= 0 else f"operands[{~r}]._cell.node"
 
-    lines = ["def build(flat, operands):",
-             # NOTE: templates name earlier nodes by position; a path replayed to here has the same ones
-             f"    if len(flat) != {base}:",
-             f"        raise AssertionError(\"a replayed call found its segment at position %d, not {base}\" "
-             f"% len(flat))"]
-    for k, (op, refs, arg, shape, dtype, pending, source, pin) in enumerate(entries):
-        inputs = _tuple_code([ref(r) for r in refs])
-        value = f"float(operands[{source}])" if source is not None else constant(arg)
-        make = f"raw({op!r}, {inputs}, {value}, {constant(shape)}, {dtype!r}, {pending})"
-        if pin is not None:
-            pinned = constant(pin)
-            make = f"{pinned} if {pinned}.buffer is None else {make}"
-        lines.append(f"    n{k} = {make}")
-    if entries:
-        lines.append(f"    flat += {_tuple_code([f'n{k}' for k in range(len(entries))])}")
-    lines.append(f"    return {'None' if out is None else ref(out)}")
+    return constants, constant, ref
+
+
+def _build_function(entries, base, out):
+    """Straight-line Python building the nodes of template `entries` (captured at position `base` of a
+    segment's `flat`) and returning the node of reference `out`: what a replayed backward runs,
+    without interpreting the entries one field at a time.
+
+    >>> entries = (("EXPAND", (-1,), (3,), (3,), "float32", 2, None, None),
+    ...            ("MUL", (0, 5), None, (3,), "float32", 4, None, None))
+    >>> print(_build_function(entries, 5, 6).source)  # doctest: +ELLIPSIS
+    def build(flat, operands):
+        if len(flat) != 5:
+            raise AssertionError("a replayed call found its segment at position %d, not 5" % len(flat))
+        n0 = new(Node)
+        n0.op = 'EXPAND'
+        n0.inputs = (operands[0]._cell.node,)
+        n0.arg = c0
+        ...
+        n1.inputs = (flat[0], n0)
+        ...
+        flat += (n0, n1)
+        return n1
+    """
+    constants, constant, code_of = _template_code()
+
+    def ref(r):
+        return code_of(r, base)
+
+    lines = ["def build(flat, operands):", *_build_lines(entries, base, constant, ref),
+             f"    return {'None' if out is None else ref(out)}"]
     source = "\n".join(lines)
-    namespace = {"raw": Node.raw, **constants}
+    namespace = {"new": object.__new__, "Node": Node, **constants}
     exec(compile(source, "<replay template>", "exec"), namespace)
     build = namespace["build"]
     build.source = source
     return build
+
+
+def _replay_function(template, key):
+    """Straight-line Python replaying a call whose guard matched `key` (the key of the trie step that
+    holds `template`): it checks the float operands the template depends on (returning None, having
+    changed nothing, when they differ), builds the template's nodes, wraps the result, records its
+    backward function as `_record` would, and registers the call with the segment as `call` does.
+
+    One generated function per template, because a replayed call is all Python overhead: separate
+    steps (build, Tensor._wrap, _record, the backward function's __init__) cost a frame each.
+    """
+    constants, constant, code_of = _template_code()
+    base = template.base
+    operand_count = len(key) - 6
+    float_arg = key[1] == "f"
+
+    def ref(r):
+        return code_of(r, base)
+
+    lines = ["def replay(segment, op, operands, arg, name, positions, step, child):"]
+    # the values runtime scalars may come from: the operands, then a float argument (see call)
+    values = "(*operands, arg)" if float_arg else "operands"
+    if template.exact or template.links or float_arg:
+        lines.append(f"    values = {values}")
+        for k, value in template.exact:
+            lines += [f"    if float(values[{k}]) != {constant(value)}:", "        return None"]
+    lines.append("    flat = segment.flat")
+    for r, k in template.links:
+        if k is None:
+            # NOTE: a shared runtime scalar no float operand gives: the value cannot be checked
+            lines.append("    return None")
+        else:
+            lines += [f"    if float(values[{k}]) != flat[{r}].arg:", "        return None"]
+    if float_arg:
+        lines.append("    operands = values")  # NOTE: the build reads a float argument as an operand
+    lines += _build_lines(template.entries, base, constant, ref)
+    node = ref(template.out)
+    lines += [f"    node = {node}",
+              "    out = new(Tensor)",  # Tensor._wrap(node), inline
+              "    cell = out._cell = new(Cell)",
+              "    cell.node = node",
+              "    out._grad_node = None",
+              "    out._grad = None",
+              "    out._retains = False",
+              "    out._output_nr = 0",
+              "    if Tracing.active is not None:",
+              "        Tracing.active.created(out)",
+              "    number = segment.count"]
+    if template.records:
+        # _record(op, operands, out, arg, name, positions), with the operand kinds `key` fixes
+        parts = key[6:]
+        saved, next_functions = [], []
+        for k, part in enumerate(parts):
+            tensor = isinstance(part, tuple) and part[0] not in ("b", "i")
+            o = f"operands[{k}]"
+            saved.append(f"({o}._cell.node, {o}._grad_node)" if tensor else o)
+        positions = key[3] if key[3] is not None else tuple(range(operand_count))
+        for p in positions:
+            part = parts[p]
+            tensor = isinstance(part, tuple) and part[0] not in ("b", "i")
+            o = f"operands[{p}]"
+            next_functions.append(f"({o}._grad_node, {o}._output_nr)" if tensor else "(None, 0)")
+        lines += ["    fn = new(backward_class(name or op.grad_fn))",
+                  "    fn.op = op",
+                  f"    fn.saved = {_tuple_code(saved) if saved else '()'}",
+                  "    fn.out = node",
+                  "    fn.arg = arg",
+                  f"    fn.next_functions = {_tuple_code(next_functions) if next_functions else '()'}",
+                  f"    fn.positions = positions if positions is not None else {constant(positions)}",
+                  "    fn._retained = None",
+                  "    out._grad_node = fn",
+                  "    segment.fn_index[id(fn)] = number",
+                  "    segment.fns[number] = fn"]
+    lines += ["    outputs = segment.outputs",
+              "    if id(node) not in outputs and id(node) not in segment.external_index:",
+              "        outputs[id(node)] = number",
+              "    REPLAYED[0] += 1",
+              "    child.visits += 1",
+              "    step.likely = segment.step = child",
+              "    segment.count = number + 1",
+              "    return out"]
+    source = "\n".join(lines)
+    namespace = {"new": object.__new__, "Node": Node, "Tensor": _tensor.Tensor, "Cell": _tensor.Cell,
+                 "Tracing": _tensor.Tracing, "backward_class": backward_class, "REPLAYED": _REPLAYED,
+                 **constants}
+    exec(compile(source, "<replay template>", "exec"), namespace)
+    replay = namespace["replay"]
+    replay.source = source
+    template.replay = replay
+    return replay
 
 
 def _make_check(step):
@@ -593,7 +711,7 @@ def _guard_function(key):
             return False
         if GradMode.enabled is not True or GradMode.in_backward is not False:
             return False
-        if isinstance(arg, float) or not same(arg, c2):
+        if arg is not c2 and (isinstance(arg, float) or not same(arg, c2)):
             return False
         outputs, external_index = segment.outputs, segment.external_index
         fn_index, acc_index = segment.fn_index, segment.acc_index
@@ -630,7 +748,10 @@ def _guard_function(key):
     if arg == "f":
         lines += ["    if not isinstance(arg, float):", "        return False"]
     else:
-        lines += [f"    if isinstance(arg, float) or not same(arg, {constant(arg)}):", "        return False"]
+        # NOTE: the argument itself first (the common case, and no call): `key` holds no float argument
+        expected = constant(arg)
+        lines += [f"    if arg is not {expected} and (isinstance(arg, float) or not same(arg, {expected})):",
+                  "        return False"]
     lines += ["    outputs, external_index = segment.outputs, segment.external_index",
               "    fn_index, acc_index = segment.fn_index, segment.acc_index"]
     if any(isinstance(part, tuple) and isinstance(part[1], tuple) for part in parts):
@@ -804,48 +925,33 @@ def call(op, operands, arg, name, positions, compute):
         except TypeError:  # an unhashable argument
             segment.tracking = False
             return _run(segment, compute, op, operands, arg, name, positions)
-    Tensor = _tensor.Tensor
+    template = child.template if child is not None else None
+    if template is not None and segment.has_nodes:
+        out = (template.replay or _replay_function(template, child.key))(
+            segment, op, operands, arg, name, positions, step, child)
+        if out is not None:
+            return out
     # the values runtime scalars may come from: the operands, then a float argument
     values = (*operands, arg) if isinstance(arg, float) else operands
-    template = child.template if child is not None else None
-    if template is not None and segment.has_nodes and (
-            not template.checked or segment.matches(template, values)):
-        build = template.build or segment.build_function(template)
-        node = build(segment.flat, values)
-        out = Tensor._wrap(node)
-        if template.records:
-            _tensor._record(op, operands, out, arg, name,
-                            positions if positions is not None else tuple(range(len(operands))))
-            fn = out._grad_node
-            segment.fn_index[id(fn)] = number
-            segment.fns[number] = fn
-        outputs = segment.outputs
-        if id(node) not in outputs and id(node) not in segment.external_index:
-            outputs[id(node)] = number
-        _REPLAYED[0] += 1
-        child.visits += 1
-        step.likely = segment.step = child
-        segment.count += 1
+    Tensor = _tensor.Tensor
+    operand_nodes = [o._cell.node if isinstance(o, Tensor) else None for o in operands]
+    out = _run(segment, compute, op, operands, arg, name, positions)
+    if Replay.segment is not segment or not segment.tracking:
+        return out  # it flushed or read values midway: this segment is over
+    if not isinstance(out, Tensor) or any(out is o for o in operands):
+        segment.tracking = False
         return out
-    else:
-        operand_nodes = [o._cell.node if isinstance(o, Tensor) else None for o in operands]
-        out = _run(segment, compute, op, operands, arg, name, positions)
-        if Replay.segment is not segment or not segment.tracking:
-            return out  # it flushed or read values midway: this segment is over
-        if not isinstance(out, Tensor) or any(out is o for o in operands):
-            segment.tracking = False
-            return out
-        if child is None:
-            child = step.next[key] = _Step(key)
-            Replay.steps += 1
-        if segment.has_nodes and child.visits + 1 >= CAPTURE_ON_VISIT and child.template is None:
-            template = segment.capture(values, operand_nodes, out)
-            if template is None:
-                segment.has_nodes = False
-            else:
-                child.template = template
-        else:
+    if child is None:
+        child = step.next[key] = _Step(key)
+        Replay.steps += 1
+    if segment.has_nodes and child.visits + 1 >= CAPTURE_ON_VISIT and child.template is None:
+        template = segment.capture(values, operand_nodes, out)
+        if template is None:
             segment.has_nodes = False
+        else:
+            child.template = template
+    else:
+        segment.has_nodes = False
     child.visits += 1
     step.likely = segment.step = child
     segment.count += 1

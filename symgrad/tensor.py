@@ -244,10 +244,14 @@ class _WeakCells:
         if ref is None or ref() is not cell:  # NOTE: a dead cell's id can be reused by a new one
             self._refs[id(cell)] = weakref.ref(cell)
 
-    def discard(self, cell: Cell) -> None:
-        ref = self._refs.get(id(cell))
-        if ref is not None and ref() is cell:
-            del self._refs[id(cell)]
+    def discard_computed(self, cells) -> None:
+        """Discard those of `cells` whose value is computed (one loop: a flush ends with this)."""
+        refs = self._refs
+        for cell in cells:
+            if cell.node.buffer is not None:
+                ref = refs.get(id(cell))
+                if ref is not None and ref() is cell:
+                    del refs[id(cell)]
 
     def live(self) -> list:
         """The cells still alive (the dead ones are dropped)."""
@@ -281,9 +285,7 @@ def _realize(nodes):
         replay.flush(nodes, cells, _realize_now)
     else:
         _realize_now(nodes, cells)
-    for cell in cells:
-        if cell.node.buffer is not None:
-            _Updated.cells.discard(cell)
+    _Updated.cells.discard_computed(cells)
 
 
 def _realize_now(nodes, cells):
@@ -487,7 +489,7 @@ class Tensor:
         if Tracing.active is not None:
             Tracing.active.assigning(self)
         self._cell.node = node
-        if not node.realized:
+        if node.buffer is None:  # NOTE: not the `realized` property: every optimizer update assigns
             _Updated.cells.add(self._cell)
 
     # metadata -------------------------------------------------------------------------------------
