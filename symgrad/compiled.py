@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import re
 import weakref
 
 from . import tensor as _tensor
@@ -629,7 +630,11 @@ class _Program:
         over guards, bindings and effects unrolled, every constant bound by name. A compiled call is
         all Python overhead but its native program, and this is several times cheaper than a generic
         loop over the same data."""
-        names = {"checked": [None] * len(self.sources), "Miss": _Miss, "realize": _tensor._realize, "Cell": _tensor.Cell,
+        # NOTE: `address` holds the plan's input addresses between calls. An entry changes only when the
+        # node of its source does (a computed node keeps its buffer), so it is refreshed right there and
+        # not recomputed by attribute chains every call.
+        address = [0] * len(self.leaves)
+        names = {"checked": [None] * len(self.sources), "address": address, "Miss": _Miss, "realize": _tensor._realize, "Cell": _tensor.Cell,
                  "wrap": _tensor.Tensor._wrap, "evaluate": self.scalars.evaluate, "write": self.scalars.write,
                  "run_fresh": self.plan.run_fresh, "at": _at}
         lines = ["v = evaluate(args)", "if v is None: raise Miss", "scalars, written = v"]
@@ -644,16 +649,30 @@ class _Program:
                 return f"{bind(where, 'ref')}()"
             return f"args[{where!r}]" if kind == 1 else f"at(args, {bind(where, 'path')})"
 
+        leaves_of = {}  # source -> [(leaf position, element delta, itemsize)]
+        for i, (k, delta, itemsize) in enumerate(self.leaves):
+            if k is None:  # data made inside the call: the same values every call, kept alive here
+                bind(delta, "made")
+                address[i] = delta.buffer.address + delta.offset * itemsize
+            else:
+                leaves_of.setdefault(k, []).append((i, delta, itemsize))
+
+        def refresh(k, node, indent=""):
+            return [f"{indent}address[{i}] = {node}.buffer.address + ({node}.offset + {delta}) * {itemsize}"
+                    for i, delta, itemsize in leaves_of.get(k, ())]
+
+        uncached = []  # sources checked by identity with a constant: their addresses are read every call
         for s, (kind, where, has_fn, k, layout) in enumerate(self.checks):
             lines.append(f"t{s} = {fetch(kind, where)}")
             if kind == 0:
                 lines.append(f"if t{s} is None: raise Miss")
-            lines.append(f"if (t{s}._grad_node is not None) is not {has_fn}: raise Miss")
+            lines.append(f"if t{s}._grad_node is {'' if has_fn else 'not '}None: raise Miss")
             if k < 0:
                 continue
             lines.append(f"n = t{s}._cell.node")
             if type(layout) is Node:
                 lines.append(f"if n is not {bind(layout, 'constant')}: raise Miss  # the same pending constant")
+                uncached.append(k)
             else:
                 # NOTE: a computed node never changes its layout, so the one that passed last time (or that
                 # the last run made with the right layout) passes without looking
@@ -661,6 +680,7 @@ class _Program:
                 lines.append(f"    if n.buffer is None: realize([n]); n = t{s}._cell.node")
                 lines.append(f"    if (n.shape, n.dtype, n.strides) != {bind(layout, 'layout')}: raise Miss")
                 lines.append(f"    checked[{k}] = n")
+                lines += refresh(k, "n", "    ")
         for s, absent, owner in self.grad_checks:
             if absent:
                 lines.append(f"if t{s}._grad is not None: raise Miss")
@@ -669,20 +689,20 @@ class _Program:
             else:
                 lines.append(f"if t{s}._grad is None or t{s}._grad._cell is not t{owner}._cell: raise Miss")
         lines.append("# every guard held: bind, run, then the effects (which cannot fail)")
-        for k, s in enumerate(self.source_tensor):
-            lines.append(f"c{k} = t{s}._cell")
-        addresses = []
-        for k, delta, itemsize in self.leaves:
-            if k is None:  # data made inside the call: the same values every call, kept alive here
-                bind(delta, "made")
-                addresses.append(str(delta.buffer.address + delta.offset * itemsize))
-                continue
-            addresses.append(f"c{k}.node.buffer.address + (c{k}.node.offset + {delta}) * {itemsize}")
-        lines.append(f"r = run_fresh([{', '.join(addresses)}], scalars)")
+        binding = len(lines)  # the cells used below are fetched here, once the rest is generated
+        for k in uncached:
+            lines += refresh(k, f"c{k}.node")
+        lines.append("results = run_fresh(address, scalars)")
+        lines.append("r, starts = results.nodes, results.starts")
 
         def node_of(value):
             kind, j = value
             return f"r[{j}]" if kind == "target" else bind(j, "constant") if kind == "const" else f"c{j}.node"
+
+        def refresh_from_result(k, j):
+            # NOTE: a result node starts at its buffer's address (offset 0), given by the result set
+            return [f"address[{i}] = starts[{j}]" + (f" + {delta * itemsize}" if delta else "")
+                    for i, delta, itemsize in leaves_of.get(k, ())]
 
         result_layouts = [(shape, dtype, strides) for shape, dtype, *_, strides in self.plan.result_specs]
         for k, value in self.updates:
@@ -690,6 +710,8 @@ class _Program:
                 lines.append(f"c{k}.node = {node_of(value)}")
                 known = value[0] == "target" and result_layouts[value[1]] == self.checks[self.source_tensor[k]][4]
                 lines.append(f"checked[{k}] = {node_of(value) if known else 'None'}")
+                if known:
+                    lines += refresh_from_result(k, value[1])
         made = set()  # the new cells made so far: the first tensor holding one makes it
         for j, ((kind, cell), fn, output_nr) in enumerate(self.tensors):
             if kind == "source" or cell in made:
@@ -705,6 +727,9 @@ class _Program:
         if self.scalars.writes:
             lines.append("write(written)")
         lines.append(f"return {self._returned(self.returns, bind)}")
+        used = "\n".join(lines[binding:])
+        lines[binding:binding] = [f"c{k} = t{s}._cell" for k, s in enumerate(self.source_tensor)
+                                  if re.search(rf"\bc{k}\b", used)]
         self.source = "def run(args):\n" + "".join(f"    {line}\n" for line in lines)
         exec(builtins.compile(self.source, "<symgrad.compile program>", "exec"), names)
         return names["run"]
@@ -754,7 +779,7 @@ class CompiledFunction:
             # keyword arguments are arguments after the positional ones, their names part of the key
             names = tuple(kwargs)
             args = (*args, *kwargs.values())
-        key = (GradMode.enabled, names, *map(_argument_key, args))
+        key = (GradMode.enabled, names, *map(_argument_key, args)) if args else (GradMode.enabled, names)
         try:
             entry = self.entries.get(key)
         except TypeError:

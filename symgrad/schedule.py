@@ -396,23 +396,37 @@ class _Plan:
             offset, nbytes, np_dtype, strides = fresh[pos]
             node.set_buffer(Buffer.carved(block, shift + offset, nbytes, np_dtype, base + offset), strides)
 
-    def run_fresh(self, addresses, scalar_values):
-        """`run_bound` for a caller that wants its results as computed nodes, returned (a compiled call:
-        no pending nodes to make first). The nodes of a run whose results have all died are handed out
-        again, holding the new values: making nodes and buffers is most of what a tiny step costs."""
-        results = _ResultSet.free_one(self.result_sets)
-        if results is None:
+    def run_fresh(self, addresses, scalar_values) -> "_ResultSet":
+        """`run_bound` for a caller that wants its results as computed nodes (a compiled call: no pending
+        nodes to make first): the set holding them (`.nodes`, and their data addresses `.starts`). The
+        nodes of a run whose results have all died are handed out again, holding the new values: making
+        nodes and buffers is most of what a tiny step costs."""
+        sets = self.result_sets
+        getrefcount = sys.getrefcount
+        # NOTE: looked for from the oldest: a loop that keeps one step's results alternates two sets. The
+        # idle case of `unreferenced` is tested first, in one sum (a tiny compiled step is all such
+        # overhead): no count is ever below its idle value, so an idle total means each is idle.
+        for k, results in enumerate(sets):
+            if sum(map(getrefcount, results.members)) == results.idle_total or results.unreferenced():
+                if k != len(sets) - 1:
+                    sets.append(sets.pop(k))
+                break
+        else:
             results = _ResultSet.made_for(self, addresses)
-            if len(self.result_sets) < BLOCKS_KEPT:
-                self.result_sets.append(results)
+            if len(sets) < BLOCKS_KEPT:
+                sets.append(results)
         block = results.block  # NOTE: held while the native code runs, so the set is not free meanwhile
         arguments = results.arguments
-        arguments.addresses[:len(addresses)] = addresses
-        if scalar_values:
+        # NOTE: a loop alternating two sets gives each the same input addresses every time it comes back
+        # (the other set's results): filling a ctypes array costs more than comparing two lists
+        if addresses != results.last_addresses:
+            arguments.addresses[:len(addresses)] = addresses
+            results.last_addresses = list(addresses)
+        if scalar_values:  # NOTE: always: equal lists can differ in the sign of a zero
             arguments.scalars[:len(scalar_values)] = scalar_values
         arguments.call()
         del block
-        return results.nodes
+        return results
 
 
 class _ResultSet:
@@ -420,7 +434,8 @@ class _ResultSet:
     else refers to the nodes, their buffers or the block, a later run writes there and returns them
     again: nobody can tell them from new nodes, since nobody holds the old ones."""
 
-    __slots__ = ("block", "arguments", "nodes", "buffers", "idle")
+    __slots__ = ("block", "arguments", "nodes", "buffers", "starts", "members", "idle", "idle_total",
+                 "last_addresses")
 
     def __init__(self, plan, block, base, shift):
         self.block = block
@@ -437,7 +452,10 @@ class _ResultSet:
             nodes.append(node)
             buffers.append(node.buffer)
         self.nodes, self.buffers = nodes, tuple(buffers)
-        self.idle = None
+        self.starts = tuple(buffer.address for buffer in buffers)
+        self.members = (*nodes, *buffers, block)  # NOTE: a tuple: counted alike wherever it is read
+        self.idle, self.idle_total = None, None
+        self.last_addresses = None  # the input addresses `arguments` holds
 
     @staticmethod
     def made_for(plan, addresses) -> "_ResultSet":
@@ -445,17 +463,8 @@ class _ResultSet:
         # NOTE: what the reference counts are while nothing outside refers to the set: measured now,
         # when that is so by construction
         results.idle = results._holders()
+        results.idle_total = sum(map(sys.getrefcount, results.members))
         return results
-
-    @staticmethod
-    def free_one(sets):
-        # NOTE: looked for from the oldest: a loop that keeps one step's results alternates two sets
-        for k, results in enumerate(sets):
-            if results.unreferenced():
-                if k != len(sets) - 1:
-                    sets.append(sets.pop(k))
-                return results
-        return None
 
     def _holders(self):
         """Reference counts of the nodes (summed), of their buffers (summed) and of the block. No count

@@ -223,6 +223,12 @@ def test_changes_made_outside_between_calls_are_seen():
         assert f(x).item() == 3
     w.mul_(2)  # pending when the next call starts
     assert f(x).item() == 6
+    w.data = symgrad.tensor([5.0, 5.0])  # the same layout in other memory: read from there
+    assert f(x).item() == 15
+    base = symgrad.tensor([0.0, 1.0, 2.0, 3.0])
+    for start in (0, 2, 1):  # views of one buffer at other offsets
+        w.data = base[start:start + 2]
+        assert f(x).item() == start + 2 * (start + 1)
     w.data = symgrad.tensor([1.0, 1.0, 1.0])  # a new shape: traced again
     assert f(symgrad.ones(3)).item() == 3
 
