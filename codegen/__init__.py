@@ -16,10 +16,9 @@ generated code (`parallel`); `set_num_threads`/`get_num_threads` control them an
 from __future__ import annotations
 
 import ctypes
-import functools
 import threading
 
-from . import blas, memory, parallel
+from . import blas, memory, parallel, pyentry
 from .parallel import get_num_threads, set_num_threads
 from .jit import PROGRAM_SIGNATURE, Compiled, compile_count, compile_ir
 from .kernel import CASTS, Cast, Gemm, IsNan, Kernel, Load, Program, Store, to_float32, to_float64, to_int64
@@ -45,6 +44,7 @@ class NativeProgram:
         # the call releases the GIL, so another thread (or a nested call) gets arrays of its own.
         self._arguments = (self._address_type(), self._scalar_type(), threading.Lock())
         self._argument_pointers = tuple(ctypes.addressof(a) for a in self._arguments[:2])
+        self._bound_call = None  # the kept arrays' builtin call (pyentry), made at the first call
 
     def __call__(self, addresses, scalars=()):
         """Run every kernel once. `addresses[i]` is the data address of buffer slot i."""
@@ -56,7 +56,9 @@ class NativeProgram:
             address_array[:] = addresses
             if scalars:
                 scalar_array[:len(scalars)] = scalars
-            self._function(*self._argument_pointers)
+            if self._bound_call is None:
+                self._bound_call = pyentry.bound_call(self.compiled.address, *self._argument_pointers)
+            self._bound_call()
         finally:
             lock.release()
 
@@ -89,7 +91,9 @@ class BoundArguments:
         self.native = native  # NOTE: keeps the code alive as long as it can be called
         self.addresses = native._address_type()
         self.scalars = native._scalar_type()
-        self.call = functools.partial(native._function, ctypes.addressof(self.addresses), ctypes.addressof(self.scalars))
+        # NOTE: a builtin function, not a ctypes call: ~0.3 us instead of ~0.5-0.7 us (see pyentry)
+        self.call = pyentry.bound_call(native.compiled.address, ctypes.addressof(self.addresses),
+                                       ctypes.addressof(self.scalars))
 
 
 def compile_program(program: Program) -> NativeProgram:

@@ -199,6 +199,17 @@ def compile_ir(ir_text: str, entry: str) -> Compiled:
     return _link(lljit, object_code, ir_text, entry, optimized, from_disk=False)
 
 
+def link_ir(ir_text: str, entry: str, symbols: dict[str, int], name: str):
+    """Compile a small helper module at LLVM's default level (no cache, not counted as a program),
+    resolving `symbols` to the given addresses; (the address of `entry`, the library to keep alive)."""
+    _, lljit, _, _ = _host()
+    builder = llvm.JITLibraryBuilder().add_ir(ir_text)
+    for symbol, address in symbols.items():
+        builder = builder.import_symbol(symbol, address)
+    library = builder.export_symbol(entry).link(lljit, name)
+    return library[entry], library
+
+
 def _link(lljit, object_code, ir_text, entry, optimized, from_disk) -> Compiled:
     builder = llvm.JITLibraryBuilder().add_object_img(object_code).add_current_process()
     for symbol, address in external_symbols(ir_text).items():

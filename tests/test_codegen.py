@@ -217,3 +217,26 @@ def test_stream_stores_marks_only_aligned_vector_stores_of_the_stream_scope():
     out = codegen.jit.stream_stores(text).splitlines()
     assert out[0].endswith("!alias.scope !0, !nontemporal !5") and "!5 = !{i32 1}" in out
     assert "nontemporal" not in "".join(out[1:4])
+
+
+def test_bound_arguments_call_runs_the_program_as_a_builtin_function():
+    # the kept arrays' call is a builtin (pyentry), not ctypes: it must read the arrays as they are at
+    # each call, and hand back None without unbalancing None's reference count
+    import sys
+
+    x = sympy.Symbol("x", real=True)
+    s = sympy.Symbol("s", real=True)
+    k = Kernel((3,), (Load(x, 0, (1,)),), (Store(1, (1,), x * s),))
+    arguments = codegen.compile_program(Program(("float32", "float32"), (k,), (s,))).bound_arguments()
+    a, b = np.array([1, 2, 3], np.float32), np.array([4, 5, 6], np.float32)
+    out = np.zeros(3, np.float32)
+    assert type(arguments.call).__name__ == "builtin_function_or_method"
+    for source, scale in ((a, 2.0), (b, -1.0), (a, 0.5)):
+        arguments.addresses[:] = [source.ctypes.data, out.ctypes.data]
+        arguments.scalars[0] = scale
+        before = sys.getrefcount(None)
+        for _ in range(1000):
+            arguments.call()
+        assert abs(sys.getrefcount(None) - before) < 10
+        assert arguments.call() is None
+        np.testing.assert_array_equal(out, source * np.float32(scale))
