@@ -44,7 +44,9 @@ class NativeProgram:
         # the call releases the GIL, so another thread (or a nested call) gets arrays of its own.
         self._arguments = (self._address_type(), self._scalar_type(), threading.Lock())
         self._argument_pointers = tuple(ctypes.addressof(a) for a in self._arguments[:2])
-        self._bound_call = None  # the kept arrays' builtin call (pyentry), made at the first call
+        # the kept arrays' builtin call (pyentry): made at the third call, so that a first step (cold
+        # start) does not wait for its trampoline while a loop soon runs without ctypes
+        self._bound_call, self._calls = None, 0
 
     def __call__(self, addresses, scalars=()):
         """Run every kernel once. `addresses[i]` is the data address of buffer slot i."""
@@ -56,9 +58,13 @@ class NativeProgram:
             address_array[:] = addresses
             if scalars:
                 scalar_array[:len(scalars)] = scalars
-            if self._bound_call is None:
-                self._bound_call = pyentry.bound_call(self.compiled.address, *self._argument_pointers)
-            self._bound_call()
+            if self._bound_call is not None:
+                self._bound_call()
+            else:
+                self._function(*self._argument_pointers)
+                self._calls += 1
+                if self._calls == 2:
+                    self._bound_call = pyentry.bound_call(self.compiled.address, *self._argument_pointers)
         finally:
             lock.release()
 
