@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from bisect import bisect_left
 from operator import itemgetter
 
 import numpy as np
@@ -80,12 +81,13 @@ _REPLAYED = [0, 0]
 class _Step:
     """A trie node: the guards that followed this point, and the template of the call that led here."""
 
-    __slots__ = ("next", "template", "visits", "flushes", "key", "likely", "check")
+    __slots__ = ("next", "template", "visits", "flushes", "key", "likely", "check", "fast")
 
     def __init__(self, key=None):
         self.key = key  # the guard that leads here
         self.likely = None  # the step taken from here last time: its guard is compared first
         self.check = None  # generated check of `key` (see _guard_function), made when first replayed
+        self.fast = None  # the check and the template's replay in one (see _fast_function)
         self.next: dict = {}
         self.template = None
         self.visits = 0
@@ -518,9 +520,10 @@ class _Segment:
                 self.gradients.setdefault(id(node), ("g", number, a))
 
 
-def _build_lines(entries, base, constant, ref):
+def _build_lines(entries, base, constant, ref, prefix="n"):
     """The lines (indented for a function body) making the nodes of template `entries`, captured at
-    position `base` of a segment's `flat`, as n0, n1, ... and appending them to `flat`.
+    position `base` of a segment's `flat`, as n0, n1, ... (`prefix` names them) and appending them to
+    `flat`.
     NOTE: each node is made and filled in place (what Node.raw does) rather than through a call: a
     replayed step makes a hundred nodes, and the call frames were a fifth of their cost."""
     lines = [  # NOTE: templates name earlier nodes by position; a path replayed to here has the same ones
@@ -530,35 +533,39 @@ def _build_lines(entries, base, constant, ref):
     for k, (op, refs, arg, shape, dtype, pending, source, pin) in enumerate(entries):
         inputs = _tuple_code([ref(r) for r in refs])
         value = f"float(operands[{source}])" if source is not None else constant(arg)
-        fill = [f"n{k} = new(Node)", f"n{k}.op = {op!r}", f"n{k}.inputs = {inputs}", f"n{k}.arg = {value}",
-                f"n{k}.shape = {constant(shape)}", f"n{k}.dtype = {dtype!r}", f"n{k}.buffer = None",
-                f"n{k}.strides = ()", f"n{k}.offset = 0", f"n{k}.pending_size = {pending}", f"n{k}._key = None"]
+        n = f"{prefix}{k}"
+        fill = [f"{n} = new(Node)", f"{n}.op = {op!r}", f"{n}.inputs = {inputs}", f"{n}.arg = {value}",
+                f"{n}.shape = {constant(shape)}", f"{n}.dtype = {dtype!r}", f"{n}.buffer = None",
+                f"{n}.strides = ()", f"{n}.offset = 0", f"{n}.pending_size = {pending}", f"{n}._key = None"]
         if pin is not None:
             # NOTE: constants are reused while pending (see _Segment._capture)
             pinned = constant(pin)
-            lines += [f"    if {pinned}.buffer is None:", f"        n{k} = {pinned}", "    else:"]
+            lines += [f"    if {pinned}.buffer is None:", f"        {n} = {pinned}", "    else:"]
             lines += [f"        {line}" for line in fill]
         else:
             lines += [f"    {line}" for line in fill]
     if entries:
-        lines.append(f"    flat += {_tuple_code([f'n{k}' for k in range(len(entries))])}")
+        lines.append(f"    flat += {_tuple_code([f'{prefix}{k}' for k in range(len(entries))])}")
     return lines
 
 
-def _template_code():
+def _template_code(prefix="c"):
     """(constants, constant(value) -> its name in generated code, ref(r, base) -> the code of
-    reference r): what the generated functions below share."""
+    reference r): what the generated functions below share. `prefix` starts the constants' names."""
     constants = {}
 
     def constant(value):
-        name = f"c{len(constants)}"
+        name = f"{prefix}{len(constants)}"
         constants[name] = value
         return name
 
-    def ref(r, base):
+    def ref(r, base, built="n", operand=None):
+        """`built`: the prefix of the names of built nodes; `operand(k)`: the code of operand k's node."""
         if r >= base:
-            return f"n{r - base}"
-        return f"flat[{r}]" if r >= 0 else f"operands[{~r}]._cell.node"
+            return f"{built}{r - base}"
+        if r >= 0:
+            return f"flat[{r}]"
+        return f"operands[{~r}]._cell.node" if operand is None else operand(~r)
 
     return constants, constant, ref
 
@@ -608,15 +615,67 @@ def _replay_function(template, key):
     One generated function per template, because a replayed call is all Python overhead: separate
     steps (build, Tensor._wrap, _record, the backward function's __init__) cost a frame each.
     """
-    constants, constant, code_of = _template_code()
+    lines, constants = _replay_code(template, key)
+    source = "\n".join(["def replay(segment, op, operands, arg, name, positions, step, child):", *lines])
+    replay = _compiled(source, "replay", constants)
+    template.replay = replay
+    return replay
+
+
+def _fast_function(step):
+    """The generated check of `step.key` and the replay of `step.template` as one function (what a
+    loop's repeated call runs: one frame, the operands read once by the check). It returns False,
+    having changed nothing, when the guard differs; None when the guard matched (its registrations
+    made, as `_guard_function`'s check makes them) but the template refused the float operands; else
+    the replayed result."""
+    guard = _guard_code(step.key)
+    if guard is None:
+        step.fast = _no_fast
+        return _no_fast
+    check_lines, check_constants = guard
+    # NOTE: the replay reads each tensor operand's node and gradient function from the check's locals
+    # (n0, fn0, ...: the check reads them for every tensor operand it accepts)
+    replay_lines, replay_constants = _replay_code(step.template, step.key, checked=True)
+    source = "\n".join(["def fast(segment, op, operands, arg, name, positions, step, child):",
+                        *check_lines, *replay_lines])
+    fast = _compiled(source, "fast", {**_guard_names(), **check_constants, **replay_constants})
+    step.fast = fast
+    return fast
+
+
+def _no_fast(segment, op, operands, arg, name, positions, step, child):
+    return False
+
+
+def _compiled(source, name, constants):
+    namespace = {"new": object.__new__, "Node": Node, "Tensor": _tensor.Tensor, "Cell": _tensor.Cell,
+                 "Tracing": _tensor.Tracing, "backward_class": backward_class, "REPLAYED": _REPLAYED,
+                 **constants}
+    exec(compile(source, "<replay template>", "exec"), namespace)
+    function = namespace[name]
+    function.source = source
+    return function
+
+
+def _replay_code(template, key, checked=False):
+    """(the body lines of `_replay_function(template, key)`, the constants they name). `checked`:
+    the lines follow `_guard_code(key)`'s, whose locals n<k> and fn<k> hold tensor operand k's node and
+    gradient function."""
+    constants, constant, code_of = _template_code(prefix="t")
     base = template.base
     operand_count = len(key) - 6
     float_arg = key[1] == "f"
 
-    def ref(r):
-        return code_of(r, base)
+    def operand_node(k):
+        return f"n{k}" if checked else f"operands[{k}]._cell.node"
 
-    lines = ["def replay(segment, op, operands, arg, name, positions, step, child):"]
+    def operand_function(k):
+        return f"fn{k}" if checked else f"operands[{k}]._grad_node"
+
+    def ref(r):
+        return code_of(r, base, "b", operand_node)
+
+    lines = []
     # the values runtime scalars may come from: the operands, then a float argument (see call)
     values = "(*operands, arg)" if float_arg else "operands"
     if template.exact or template.links or float_arg:
@@ -632,7 +691,7 @@ def _replay_function(template, key):
             lines += [f"    if float(values[{k}]) != flat[{r}].arg:", "        return None"]
     if float_arg:
         lines.append("    operands = values")  # NOTE: the build reads a float argument as an operand
-    lines += _build_lines(template.entries, base, constant, ref)
+    lines += _build_lines(template.entries, base, constant, ref, prefix="b")
     node = ref(template.out)
     lines += [f"    node = {node}",
               "    out = new(Tensor)",  # Tensor._wrap(node), inline
@@ -651,14 +710,12 @@ def _replay_function(template, key):
         saved, next_functions = [], []
         for k, part in enumerate(parts):
             tensor = isinstance(part, tuple) and part[0] not in ("b", "i")
-            o = f"operands[{k}]"
-            saved.append(f"({o}._cell.node, {o}._grad_node)" if tensor else o)
+            saved.append(f"({operand_node(k)}, {operand_function(k)})" if tensor else f"operands[{k}]")
         positions = key[3] if key[3] is not None else tuple(range(operand_count))
         for p in positions:
             part = parts[p]
             tensor = isinstance(part, tuple) and part[0] not in ("b", "i")
-            o = f"operands[{p}]"
-            next_functions.append(f"({o}._grad_node, {o}._output_nr)" if tensor else "(None, 0)")
+            next_functions.append(f"({operand_function(p)}, operands[{p}]._output_nr)" if tensor else "(None, 0)")
         lines += ["    fn = new(backward_class(name or op.grad_fn))",
                   "    fn.op = op",
                   f"    fn.saved = {_tuple_code(saved) if saved else '()'}",
@@ -670,23 +727,20 @@ def _replay_function(template, key):
                   "    out._grad_node = fn",
                   "    segment.fn_index[id(fn)] = number",
                   "    segment.fns[number] = fn"]
-    lines += ["    outputs = segment.outputs",
-              "    if id(node) not in outputs and id(node) not in segment.external_index:",
-              "        outputs[id(node)] = number",
-              "    REPLAYED[0] += 1",
+    if template.out >= base:
+        # NOTE: a node this call made is new to the segment: while it keeps its nodes (`has_nodes`,
+        # which replay requires), `flat` holds every registered node alive, so no id can be reused
+        lines.append("    segment.outputs[id(node)] = number")
+    else:
+        lines += ["    outputs = segment.outputs",
+                  "    if id(node) not in outputs and id(node) not in segment.external_index:",
+                  "        outputs[id(node)] = number"]
+    lines += ["    REPLAYED[0] += 1",
               "    child.visits += 1",
               "    step.likely = segment.step = child",
               "    segment.count = number + 1",
               "    return out"]
-    source = "\n".join(lines)
-    namespace = {"new": object.__new__, "Node": Node, "Tensor": _tensor.Tensor, "Cell": _tensor.Cell,
-                 "Tracing": _tensor.Tracing, "backward_class": backward_class, "REPLAYED": _REPLAYED,
-                 **constants}
-    exec(compile(source, "<replay template>", "exec"), namespace)
-    replay = namespace["replay"]
-    replay.source = source
-    template.replay = replay
-    return replay
+    return lines, constants
 
 
 def _make_check(step):
@@ -731,6 +785,21 @@ def _guard_function(key):
         segment.floats.append((count, 7, float(o1)))
         return True
     """
+    code = _guard_code(key)
+    if code is None:
+        return None
+    lines, constants = code
+    source = "\n".join(["def check(segment, op, operands, arg, name, positions):", *lines, "    return True"])
+    namespace = {**_guard_names(), **constants}
+    exec(compile(source, "<replay guard>", "exec"), namespace)
+    check = namespace["check"]
+    check.source = source
+    return check
+
+
+def _guard_code(key):
+    """(the body lines of `_guard_function(key)` up to its final `return True`, the constants they
+    name), or None. Shared with `_fast_function`, which goes on to replay the call."""
     op_name, arg, name, positions, enabled, in_backward, *parts = key
     constants = {}
 
@@ -739,8 +808,7 @@ def _guard_function(key):
         constants[label] = value
         return label
 
-    lines = ["def check(segment, op, operands, arg, name, positions):",
-             f"    if op.name != {op_name!r} or len(operands) != {len(parts)} or name != {constant(name)} "
+    lines = [f"    if op.name != {op_name!r} or len(operands) != {len(parts)} or name != {constant(name)} "
              f"or positions != {constant(positions)}:",
              "        return False",
              f"    if GradMode.enabled is not {enabled} or GradMode.in_backward is not {in_backward}:",
@@ -822,14 +890,13 @@ def _guard_function(key):
                         f"    acc_index[id({fn})] = {sink}", f"    segment.accs.append({fn})"]
     lines.append("    count = segment.count")
     lines += [f"    {line}" for line in effects]
-    lines.append("    return True")
-    source = "\n".join(lines)
-    namespace = {"GradMode": GradMode, "Tensor": _tensor.Tensor, "AccumulateGrad": AccumulateGrad, "same": _same,
-                 "FLOATS": (float, np.floating), "INTS": (int, np.integer), "BOOLS": (bool, np.bool_), **constants}
-    exec(compile(source, "<replay guard>", "exec"), namespace)
-    check = namespace["check"]
-    check.source = source
-    return check
+    return lines, constants
+
+
+def _guard_names():
+    """What generated guard checks refer to, besides their constants."""
+    return {"GradMode": GradMode, "Tensor": _tensor.Tensor, "AccumulateGrad": AccumulateGrad, "same": _same,
+            "FLOATS": (float, np.floating), "INTS": (int, np.integer), "BOOLS": (bool, np.bool_)}
 
 
 def _same(value, expected) -> bool:
@@ -909,11 +976,21 @@ def call(op, operands, arg, name, positions, compute):
     number = segment.count
     step = segment.step
     likely = step.likely
-    if likely is not None and likely.template is not None and (
-            likely.check or _make_check(likely))(segment, op, operands, arg, name, positions):
-        key = likely.key  # a repeated call of a loop: checked and registered by generated code
-    else:
+    if likely is None or likely.template is None:
         key = segment.guard(op, operands, arg, name, positions, None if likely is None else likely.key)
+    elif segment.has_nodes and number <= MAX_CALLS:
+        # a repeated call of a loop: checked, built and registered by one generated function
+        out = (likely.fast or _fast_function(likely))(segment, op, operands, arg, name, positions, step, likely)
+        if out is False:
+            key = segment.guard(op, operands, arg, name, positions, likely.key)
+        elif out is None:
+            key = likely.key  # its guard matched (and registered), its template refused the floats
+        else:
+            return out
+    elif (likely.check or _make_check(likely))(segment, op, operands, arg, name, positions):
+        key = likely.key  # checked and registered by generated code
+    else:
+        key = segment.guard(op, operands, arg, name, positions, likely.key)
     if key is None or number > MAX_CALLS:
         segment.tracking = False
         return _run(segment, compute, op, operands, arg, name, positions)
@@ -1030,8 +1107,18 @@ def _backward_matches(segment, template):
 
 def _floats_of(segment, calls):
     """The float values the calls numbered `calls` were given (what a baked vjp scalar derives from)."""
+    if not calls:
+        return ()
+    floats = segment.floats
+    # NOTE: `floats` is in call order (entries start with the call's number), so the calls before the
+    # first of `calls` (an optimizer's updates, ahead of the forward a backward walks) are skipped
+    start = bisect_left(floats, (min(calls),))
     calls = set(calls)
-    return tuple(f for f in segment.floats if f[0] in calls)
+    found = []
+    for entry in floats[start:]:
+        if entry[0] in calls:
+            found.append(entry)
+    return tuple(found)
 
 
 def _replay_backward(segment, template):

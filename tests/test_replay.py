@@ -242,6 +242,26 @@ def sgd(state, lr):
     w.grad.zero_()
 
 
+def test_a_replayed_call_whose_result_is_an_earlier_value_then_floats_the_template_refuses():
+    # `* 1` returns its operand's value (a peephole): the replayed call's result is a node it did not
+    # make. From step 6 on w's rate differs from b's, whose scalar node it shared (hash-consing) when
+    # captured, so the generated replay refuses its template after its guard matched, and the call
+    # runs normally
+    def body(k, state):
+        x, y, b, w = state["x"], state["y"], state["b"], state["w"]
+        loss = (y - (b + w * x) * 1).pow(2).mean()
+        loss.backward()
+        with symgrad.no_grad():
+            b -= 0.1 * b.grad
+            w -= (0.1 if k < 6 else 0.05) * w.grad
+        b.grad.zero_()
+        w.grad.zero_()
+        return loss
+
+    replayed = run_twice(linreg_loop(body), steps=10)
+    assert replayed["calls"] >= 20 and replayed["flushes"] >= 3, replayed
+
+
 def test_a_guard_mismatch_midway_through_a_segment():
     # from step 5 on the third call of the step sees a different shape of operand: a different path
     def body(k, state):
@@ -451,7 +471,36 @@ def test_generated_guard_checks_agree_with_the_general_guard(monkeypatch):
 
         return both
 
+    make_fast = replay._fast_function
+
+    def verified_fast(step):
+        # the check fused with the template's replay: False exactly when the general guard gives
+        # another key; otherwise the same registrations, plus what replaying the call adds
+        fast = make_fast(step)
+        if fast is replay._no_fast:  # a guard the generated code leaves to the general one
+            return fast
+
+        def both(segment, op, operands, arg, name, positions, parent, child):
+            twin = copy_of(segment)
+            number = segment.count
+            general = twin.guard(op, operands, arg, name, positions, None)
+            out = fast(segment, op, operands, arg, name, positions, parent, child)
+            verdicts.append(out is not False)
+            assert (out is not False) == (general == step.key), (step.key, general)
+            if out is None:
+                assert registries(segment) == registries(twin)
+            elif out is not False:
+                (outputs, *mine, flat), (their_outputs, *theirs, their_flat) = registries(segment), registries(twin)
+                assert {k: v for k, v in outputs.items() if v != number} == their_outputs  # but the result
+                assert mine == theirs and flat[:len(their_flat)] == their_flat  # then the nodes it built
+                assert segment.count == number + 1
+            return out
+
+        step.fast = both
+        return both
+
     monkeypatch.setattr(replay, "_guard_function", verified)
+    monkeypatch.setattr(replay, "_fast_function", verified_fast)
     # a fresh trie, so that no step keeps a check made by an earlier test
     monkeypatch.setattr(Replay, "root", None)
     monkeypatch.setattr(Replay, "segment", None)

@@ -43,7 +43,9 @@ class Adam(Optimizer):
         """One update of every parameter that has a gradient; returns closure() if given."""
         loss = self._closure(closure)
         for group in self.param_groups:
-            lr, eps, weight_decay = (runtime_value(group, key) for key in ("lr", "eps", "weight_decay"))
+            lr = runtime_value(group, "lr")
+            eps = runtime_value(group, "eps")
+            weight_decay = runtime_value(group, "weight_decay")
             beta1, beta2 = runtime_value(group, "betas")
             for p in _params_with_grad(group):
                 state = self.state[p]

@@ -208,10 +208,13 @@ def _check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+_UPDATE = OPS["UPDATE"]
+
+
 def _update(fn, *operands):
     """`fn(*operands)` as one recorded call (the same ops, so the same rounding): a loop replays it at
     once instead of op by op."""
-    return _apply(OPS["UPDATE"], operands, arg=fn)
+    return _apply(_UPDATE, operands, fn)
 
 
 def _set(t, value) -> None:
