@@ -333,8 +333,7 @@ class _Plan:
         self.block_size = block_size
         specs = dict(zip(self.stored_positions, self.stored_specs))
         self.result_specs = [(*specs[pos], *self.fresh[pos]) for pos in self.target_positions]
-        self.blocks: list = []  # (block, address of its first aligned byte, that byte's offset): earlier runs'
-        # blocks, reused once unreferenced
+        self.blocks: list = []  # earlier runs' _Blocks, reused once unreferenced
         self.result_sets: list = []  # the same for run_fresh, with the result nodes made in each
 
     def record(self) -> dict:
@@ -361,16 +360,16 @@ class _Plan:
         plan.native = codegen.NativeProgram(outline, record["ir"], codegen.compile_ir(record["ir"], "program"))
         return plan
 
-    def _block(self, addresses):
+    def _block(self, addresses) -> "_Block":
         # NOTE: a block is free when nothing but this list refers to it (every result carved from it has
         # died). Reusing it avoids the page faults that fresh memory costs at every step of a loop.
-        for entry in self.blocks:
-            if sys.getrefcount(entry[0]) == 2:
-                return entry
-        entry = self._new_block(addresses)
+        for block in self.blocks:
+            if sys.getrefcount(block.array) == 2:
+                return block
+        block = _Block(self, *self._new_block(addresses))
         if len(self.blocks) < BLOCKS_KEPT:
-            self.blocks.append(entry)
-        return entry
+            self.blocks.append(block)
+        return block
 
     def _new_block(self, addresses):
         # NOTE: results start on a cache line and not just above an input modulo 4 KiB (see
@@ -388,13 +387,27 @@ class _Plan:
     def run_bound(self, targets, addresses, scalar_values):
         """Run with the leaves' data addresses and the runtime scalars' values given; the results land
         in `targets` (nodes shaped like this plan's targets)."""
-        block, base, shift = self._block(addresses)
-        addresses += [fixed if fixed is not None else base + offset for fixed, offset in self.slots]
-        self.native(addresses, scalar_values)
-        fresh = self.fresh
-        for node, pos in zip(targets, self.target_positions):
-            offset, nbytes, np_dtype, strides = fresh[pos]
-            node.set_buffer(Buffer.carved(block, shift + offset, nbytes, np_dtype, base + offset), strides)
+        block = self._block(addresses)
+        array = block.array  # NOTE: held while the native code runs, so no other run takes the block
+        arguments = block.arguments
+        if arguments is None:
+            # its first run: the plain call (a cold first step makes no argument arrays to keep)
+            block.arguments = False
+            self.native(addresses + block.slot_addresses, scalar_values)
+        else:
+            if arguments is False:
+                arguments = block.arguments = self.native.bound_arguments()
+                arguments.addresses[self.leaf_count:] = block.slot_addresses
+            # NOTE: a loop reusing this block mostly brings the same inputs as last time (the results of
+            # the block before): filling a ctypes array costs more than comparing two lists
+            if addresses != block.leaf_addresses:
+                arguments.addresses[:len(addresses)] = addresses
+                block.leaf_addresses = addresses
+            if scalar_values:
+                arguments.scalars[:len(scalar_values)] = scalar_values
+            arguments.call()
+        for node, (offset, nbytes, np_dtype, address, strides) in zip(targets, block.results):
+            node.set_buffer(Buffer.carved(array, offset, nbytes, np_dtype, address), strides)
 
     def run_fresh(self, addresses, scalar_values) -> "_ResultSet":
         """`run_bound` for a caller that wants its results as computed nodes (a compiled call: no pending
@@ -427,6 +440,23 @@ class _Plan:
         arguments.call()
         del block
         return results
+
+
+class _Block:
+    """Memory for one run's results, with what a run there needs: the addresses of the plan's stored
+    values in it, each target's place, and (from its second run) argument arrays of its own."""
+
+    __slots__ = ("array", "slot_addresses", "results", "arguments", "leaf_addresses")
+
+    def __init__(self, plan, array, base, shift):
+        self.array = array
+        self.slot_addresses = [fixed if fixed is not None else base + offset for fixed, offset in plan.slots]
+        self.results = []  # per target: (offset in `array`, bytes, numpy dtype, address, strides)
+        for pos in plan.target_positions:
+            offset, nbytes, np_dtype, strides = plan.fresh[pos]
+            self.results.append((shift + offset, nbytes, np_dtype, base + offset, strides))
+        self.arguments = None  # None before the first run, False before the second, then kept arrays
+        self.leaf_addresses = None  # the input addresses `arguments` holds
 
 
 class _ResultSet:
