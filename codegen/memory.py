@@ -26,6 +26,8 @@ from __future__ import annotations
 import functools
 import os
 
+import numpy as np
+
 LINE = 64
 PAGE = 4096
 # An output this close above an input (modulo PAGE) is in the aliasing window: a fused kernel's
@@ -102,3 +104,22 @@ def _parse_size(text: str) -> int:
         return int(text[:-1]) * units[text[-1].upper()]
     return int(text)
 
+
+
+def aligned_copy(array) -> np.ndarray:
+    """A C-contiguous copy of `array` whose data starts on a cache line when it is large enough to
+    matter (numpy aligns to 16 bytes only, and a kernel's 64-byte loads that straddle two lines cost
+    two: ~3% of the elementwise benchmark's kernel, measured).
+
+    >>> x = aligned_copy(np.arange(1 << 16, dtype=np.float32))
+    >>> x.ctypes.data % LINE, x.flags.c_contiguous, float(x[-1])
+    (0, True, 65535.0)
+    """
+    array = np.asarray(array)
+    if array.nbytes < MIN_BYTES:
+        return array.copy()
+    raw = np.empty(array.nbytes + LINE, np.uint8)
+    start = -raw.ctypes.data % LINE
+    out = raw[start:start + array.nbytes].view(array.dtype).reshape(array.shape)
+    np.copyto(out, array)
+    return out
