@@ -3,9 +3,10 @@
 Calling a program through a ctypes function pointer costs ~2.5k instructions (argument conversion,
 libffi); a tiny compiled training step is mostly such overhead. Here one small native function, made
 once per process, is the C body of a builtin function object (`METH_NOARGS`, as `len` or `id` are
-made): its `self` is a tuple of a Python int, the address of three pointers (program, address array,
-scalar array), and the ctypes array holding them (so the function keeps it alive). Calling it is one vectorcall into native code, which releases the GIL around the
-program as ctypes does, and returns None.
+made). Its `self` is a tuple: a Python int, the address of three pointers (program, address array,
+scalar array), and the ctypes array holding them (so the function keeps it alive). Calling it is one
+vectorcall into native code, which releases the GIL around the program as ctypes does, and returns
+None.
 
 >>> import ctypes, numpy as np, sympy
 >>> from codegen import Kernel, Load, Program, Store, compile_program
