@@ -86,19 +86,27 @@ class Node:
 
     _table: "weakref.WeakValueDictionary[tuple, Node]" = weakref.WeakValueDictionary()
 
-    def __init__(self, op, inputs, arg, shape, dtype):
-        self.op, self.inputs, self.arg, self.shape, self.dtype = op, inputs, arg, shape, dtype
-        self.buffer: Buffer | None = None
-        self.strides: tuple[int, ...] = ()
-        self.offset = 0
+    # NOTE: no __init__: `Node()` is an empty node (every field unset) made without a Python frame or an
+    # argument tuple, about half the cost of `object.__new__(Node)`; a replayed step makes a hundred
+    # nodes that way and fills their fields in place (replay._build_lines). `Node.new` is the
+    # constructor everything else uses.
+    @classmethod
+    def new(cls, op: str, inputs: tuple, arg, shape: tuple, dtype: str) -> "Node":
+        """A new pending node, not hash-consed (`make` shares identical nodes)."""
+        node = cls()
+        node.op, node.inputs, node.arg, node.shape, node.dtype = op, inputs, arg, shape, dtype
+        node.buffer = None
+        node.strides = ()
+        node.offset = 0
         # an estimate (shared inputs count twice), capped: it only decides when to realize early
-        self.pending_size = min(1 + sum(i.pending_size for i in inputs), 4 * PENDING_LIMIT)
-        self._key = None
+        node.pending_size = min(1 + sum(i.pending_size for i in inputs), 4 * PENDING_LIMIT)
+        node._key = None
+        return node
 
     @classmethod
     def raw(cls, op: str, inputs: tuple, arg, shape: tuple, dtype: str, pending_size: int) -> "Node":
         """A new node from parts already worked out (what a replayed call builds): no hash-consing."""
-        node = cls.__new__(cls)
+        node = cls()
         node.op, node.inputs, node.arg, node.shape, node.dtype = op, inputs, arg, shape, dtype
         node.buffer, node.strides, node.offset, node.pending_size, node._key = None, (), 0, pending_size, None
         return node
@@ -109,7 +117,7 @@ class Node:
         key = (op, inputs, arg, shape, dtype)
         node = cls._table.get(key)
         if node is None:
-            node = cls(op, inputs, arg, shape, dtype)
+            node = cls.new(op, inputs, arg, shape, dtype)
             node._key = key
             cls._table[key] = node
         return node
@@ -118,7 +126,7 @@ class Node:
     def from_array(cls, array: np.ndarray) -> "Node":
         """A realized leaf viewing `array` (which must not be written to afterwards)."""
         dtype = next(name for name, t in NUMPY_DTYPE.items() if array.dtype == t)
-        node = cls("BUFFER", (), None, tuple(array.shape), dtype)
+        node = cls.new("BUFFER", (), None, tuple(array.shape), dtype)
         node.pending_size = 0
         contiguous = np.ascontiguousarray(array)
         node.buffer = Buffer.of(contiguous)

@@ -534,7 +534,7 @@ def _build_lines(entries, base, constant, ref, prefix="n"):
         inputs = _tuple_code([ref(r) for r in refs])
         value = f"float(operands[{source}])" if source is not None else constant(arg)
         n = f"{prefix}{k}"
-        fill = [f"{n} = new(Node)", f"{n}.op = {op!r}", f"{n}.inputs = {inputs}", f"{n}.arg = {value}",
+        fill = [f"{n} = Node()", f"{n}.op = {op!r}", f"{n}.inputs = {inputs}", f"{n}.arg = {value}",
                 f"{n}.shape = {constant(shape)}", f"{n}.dtype = {dtype!r}", f"{n}.buffer = None",
                 f"{n}.strides = ()", f"{n}.offset = 0", f"{n}.pending_size = {pending}", f"{n}._key = None"]
         if pin is not None:
@@ -581,7 +581,7 @@ def _build_function(entries, base, out):
     def build(flat, operands):
         if len(flat) != 5:
             raise AssertionError("a replayed call found its segment at position %d, not 5" % len(flat))
-        n0 = new(Node)
+        n0 = Node()
         n0.op = 'EXPAND'
         n0.inputs = (operands[0]._cell.node,)
         n0.arg = c0
@@ -695,7 +695,7 @@ def _replay_code(template, key, checked=False):
     node = ref(template.out)
     lines += [f"    node = {node}",
               "    out = new(Tensor)",  # Tensor._wrap(node), inline
-              "    cell = out._cell = new(Cell)",
+              "    cell = out._cell = Cell()",
               "    cell.node = node",
               "    out._grad_node = None",
               "    out._grad = None",

@@ -228,8 +228,7 @@ class Cell:
 
     __slots__ = ("node", "__weakref__")
 
-    def __init__(self, node: Node):
-        self.node = node
+    # NOTE: no __init__: `Cell()` then `cell.node = ...` costs no Python frame, and every result is wrapped
 
 
 class _WeakCells:
@@ -469,7 +468,7 @@ class Tensor:
     @classmethod
     def _wrap(cls, node: Node, grad_node=None) -> "Tensor":
         t = object.__new__(cls)
-        cell = t._cell = object.__new__(Cell)  # NOTE: without Cell.__init__'s frame: every result is wrapped
+        cell = t._cell = Cell()
         cell.node = node
         t._grad_node = grad_node
         t._grad = None
