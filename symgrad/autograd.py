@@ -24,12 +24,20 @@ FREED_MESSAGE = (
     "or if you need to access saved tensors after calling backward.")
 
 
-class GradMode:
+class _GradMode:
     """Whether operations are recorded (torch.is_grad_enabled), and whether a backward walk is running
     (the walk builds a graph bounded by the forward graph, so it never realizes midway)."""
 
-    enabled = True
-    in_backward = False
+    __slots__ = ("enabled", "in_backward")
+
+    def __init__(self):
+        self.enabled = True
+        self.in_backward = False
+
+
+# NOTE: process-wide state held by one instance rather than class attributes: every op reads it, and
+# 3.11's interpreter specializes a slot read on an instance but reads a class attribute the slow way
+GradMode = _GradMode()
 
 
 class BackwardFunction:

@@ -62,19 +62,24 @@ MAX_STEPS = 20_000
 CAPTURE_ON_VISIT = 2
 
 
-class Replay:
+class _Replay:
     """Process-wide replay state (like GradMode): the trie of guards and the segment in progress."""
 
-    enabled = os.environ.get("SYMGRAD_REPLAY", "1") != "0"
-    busy = False  # a call is running normally: the calls it makes are part of it
-    root = None
-    steps = 0
-    segment = None
+    __slots__ = ("enabled", "busy", "root", "steps", "segment")
 
+    def __init__(self):
+        self.enabled = os.environ.get("SYMGRAD_REPLAY", "1") != "0"
+        self.busy = False  # a call is running normally: the calls it makes are part of it
+        self.root = None
+        self.steps = 0
+        self.segment = None
+
+
+# NOTE: one instance rather than class attributes (as GradMode): every call reads it, and 3.11's
+# interpreter specializes a slot read on an instance but reads a class attribute the slow way
+Replay = _Replay()
 
 # How many calls and flushes were replayed so far (stats()).
-# NOTE: not attributes of Replay: every write to a class attribute empties the interpreter's attribute
-# cache for that class, and Replay's attributes are read at every call
 _REPLAYED = [0, 0]
 
 
