@@ -34,20 +34,19 @@ class Buffer:
 
     __slots__ = ("_array", "address", "_carve")
 
-    def __init__(self, array: np.ndarray, address: int):
-        self._array, self.address, self._carve = array, address, None
-
+    # NOTE: no __init__ (as Node): a flush makes a buffer for every result it computes, filled in place
     @staticmethod
     def of(array: np.ndarray) -> "Buffer":
         flat = array.reshape(-1)
-        return Buffer(flat, flat.ctypes.data if flat.size else 0)
+        buffer = Buffer()
+        buffer._array, buffer.address, buffer._carve = flat, flat.ctypes.data if flat.size else 0, None
+        return buffer
 
     @staticmethod
     def carved(block: np.ndarray, offset: int, nbytes: int, dtype, address: int) -> "Buffer":
         """`nbytes` of `block` from `offset` (at `address`), viewed as `dtype` only when first read:
         a program's results are mostly consumed by the next program, which needs just the address."""
-        # NOTE: filled in place, without __init__'s frame: a flush carves every result it computes
-        buffer = object.__new__(Buffer)
+        buffer = Buffer()
         buffer._array, buffer.address = None, address
         buffer._carve = (block, offset, nbytes, dtype)  # NOTE: holds the block, as the view would
         return buffer
@@ -146,6 +145,7 @@ class Node:
 
     def set_buffer(self, buffer: Buffer, strides: tuple[int, ...], offset: int = 0) -> None:
         """Realize: keep the value, drop the history, leave the hash-consing table."""
+        # NOTE: schedule._Plan.run_bound does the same inline for every result of a flush: change both
         if self._key is not None and Node._table.get(self._key) is self:
             del Node._table[self._key]
         self._key = None

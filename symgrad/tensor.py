@@ -241,6 +241,7 @@ class _WeakCells:
         self._refs: dict[int, weakref.ref] = {}
 
     def add(self, cell: Cell) -> None:
+        # NOTE: Tensor._assign does the same inline for _Updated.cells: change both
         ref = self._refs.get(id(cell))
         if ref is None or ref() is not cell:  # NOTE: a dead cell's id can be reused by a new one
             self._refs[id(cell)] = weakref.ref(cell)
@@ -274,6 +275,11 @@ class _Updated:
     so a training loop's parameter updates become buffers instead of an ever longer history."""
 
     cells = _WeakCells()
+
+
+# NOTE: the weak references of _Updated.cells by id, read directly by Tensor._assign (every optimizer
+# update assigns: no class attribute read, no call)
+_UPDATED_REFS = _Updated.cells._refs
 
 
 def _realize(nodes):
@@ -489,9 +495,13 @@ class Tensor:
     def _assign(self, node: Node) -> None:
         if Tracing.active is not None:
             Tracing.active.assigning(self)
-        self._cell.node = node
+        cell = self._cell
+        cell.node = node
         if node.buffer is None:  # NOTE: not the `realized` property: every optimizer update assigns
-            _Updated.cells.add(self._cell)
+            # _Updated.cells.add(cell), inline
+            ref = _UPDATED_REFS.get(id(cell))
+            if ref is None or ref() is not cell:  # NOTE: a dead cell's id can be reused by a new one
+                _UPDATED_REFS[id(cell)] = weakref.ref(cell)
 
     # metadata -------------------------------------------------------------------------------------
     @property
