@@ -868,8 +868,17 @@ def _guard_code(key):
             effects += [f"external_index[id({n})] = {where[1]}",
                         "if segment.has_nodes:", f"    segment.flat.append({n})"]
             new_buffers += 1
+        elif where[2][0] == "pending":  # a pending value from before the segment, new to it (`y = 2 * x + 3`)
+            lines += [f"    if {n}.buffer is not None or id({n}) in outputs or id({n}) in external_index:",
+                      "        return False",
+                      f"    if not pending_known(segment, {n}, {constant(where[2])}) "
+                      f"or len(external_index) != {where[1] - new_buffers}:",
+                      "        return False"]
+            effects += [f"external_index[id({n})] = {where[1]}",
+                        "if segment.has_nodes:", f"    segment.flat.append({n})"]
+            new_buffers += 1
         else:
-            return None  # a pending value or a constant from before the segment: the general guard's
+            return None  # a constant from before the segment (a zeroed gradient): the general guard's
         fn = f"fn{k}"
         lines.append(f"    {fn} = {o}._grad_node")
         if grad is None:
@@ -898,9 +907,37 @@ def _guard_code(key):
     return lines, constants
 
 
+def _pending_known(segment, root, structure) -> bool:
+    """Whether `segment._pending_structure(root)` would return `structure` without describing anything
+    new: what a generated check asks of a pending value from before the segment (it must change nothing
+    when the guard differs). Its structure is cached, nothing under it was computed since, and the
+    leaves under it are the values of this segment that they were when the structure was described.
+    False also where the general guard would register new leaves (it then describes the call)."""
+    cached = _PENDING_STRUCTURES.get(id(root))
+    if cached is None or cached[0]() is not root:
+        return False
+    _, below, leaves, wheres, cached_structure = cached
+    if cached_structure is not structure and cached_structure != structure:
+        return False
+    for node in below:
+        if node.buffer is not None:
+            return False
+    outputs, external_index = segment.outputs, segment.external_index
+    # NOTE: _where's answer for a leaf it has seen (`where` is a call number or ("x", position)),
+    # which registers nothing
+    for leaf, where in zip(leaves, wheres):
+        if where.__class__ is int:
+            if outputs.get(id(leaf)) != where:
+                return False
+        elif len(where) != 2 or id(leaf) in outputs or external_index.get(id(leaf)) != where[1]:
+            return False
+    return True
+
+
 def _guard_names():
     """What generated guard checks refer to, besides their constants."""
     return {"GradMode": GradMode, "Tensor": _tensor.Tensor, "AccumulateGrad": AccumulateGrad, "same": _same,
+            "pending_known": _pending_known,
             "FLOATS": (float, np.floating), "INTS": (int, np.integer), "BOOLS": (bool, np.bool_)}
 
 
