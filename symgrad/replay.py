@@ -1011,28 +1011,47 @@ def _new_segment():
 
 # -- entry points (called by tensor.py) -------------------------------------------------------------
 def call(op, operands, arg, name, positions, compute):
-    """Run `compute(op, operands, arg, name, positions)`, or replay it."""
+    """Run `compute(op, operands, arg, name, positions)`, or replay it.
+    NOTE: tensor._apply tries the first case below itself (a loop's repeated call, one frame less)."""
     segment = Replay.segment or _new_segment()
     if not segment.tracking:
         return _run(segment, compute, op, operands, arg, name, positions)
-    number = segment.count
     step = segment.step
     likely = step.likely
     if likely is None or likely.template is None:
         key = segment.guard(op, operands, arg, name, positions, None if likely is None else likely.key)
-    elif segment.has_nodes and number <= MAX_CALLS:
+    elif segment.has_nodes and segment.count <= MAX_CALLS:
         # a repeated call of a loop: checked, built and registered by one generated function
         out = (likely.fast or _fast_function(likely))(segment, op, operands, arg, name, positions, step, likely)
-        if out is False:
-            key = segment.guard(op, operands, arg, name, positions, likely.key)
-        elif out is None:
-            key = likely.key  # its guard matched (and registered), its template refused the floats
-        else:
-            return out
+        if out is False or out is None:
+            return after_fast(out, op, operands, arg, name, positions, compute)
+        return out
     elif (likely.check or _make_check(likely))(segment, op, operands, arg, name, positions):
         key = likely.key  # checked and registered by generated code
     else:
         key = segment.guard(op, operands, arg, name, positions, likely.key)
+    return _described(segment, key, op, operands, arg, name, positions, compute)
+
+
+def after_fast(out, op, operands, arg, name, positions, compute):
+    """`call` after the fused check-and-replay of the step taken last time (`step.likely.fast` of the
+    segment's step) returned `out` for this call, having replayed nothing: False, its guard differs;
+    None, its guard matched (and registered) but its template refused the float operands."""
+    segment = Replay.segment
+    likely = segment.step.likely
+    if out is False:
+        key = segment.guard(op, operands, arg, name, positions, likely.key)
+    else:
+        key = likely.key
+    return _described(segment, key, op, operands, arg, name, positions, compute)
+
+
+def _described(segment, key, op, operands, arg, name, positions, compute):
+    """`call` once the call's guard is known (`key`, None if unsupported): the call replayed from the
+    template of the trie step its guard leads to, or run normally (and captured when due)."""
+    number = segment.count
+    step = segment.step
+    likely = step.likely
     if key is None or number > MAX_CALLS:
         segment.tracking = False
         return _run(segment, compute, op, operands, arg, name, positions)

@@ -31,7 +31,7 @@ from .autograd import AccumulateGrad, GradMode, backward_class, grad_of, run_bac
 from .graph import NUMPY_DTYPE, PENDING_LIMIT, Node, contiguous_strides, row_major_strides
 from .ops import KEEP, OPS, PROMOTE, TO_BOOL, TO_FLOAT, Op
 from . import replay
-from .replay import Replay
+from .replay import MAX_CALLS, Replay
 from .compiled import Tracing
 
 
@@ -1926,6 +1926,17 @@ def _apply(op: Op, operands, arg=None, name=None, positions=None) -> Tensor:
     repeats is replayed from its captured template (see replay.py).
     """
     if Replay.enabled and not Replay.busy:
+        # NOTE: replay.call's first case inline: a loop's repeated call goes straight to the fused
+        # check-and-replay of the step taken last time (one frame less for every op of a replayed step)
+        segment = Replay.segment
+        if segment is not None and segment.tracking and segment.has_nodes:
+            step = segment.step
+            likely = step.likely
+            if likely is not None and likely.fast is not None and segment.count <= MAX_CALLS:
+                out = likely.fast(segment, op, operands, arg, name, positions, step, likely)
+                if out is False or out is None:
+                    return replay.after_fast(out, op, operands, arg, name, positions, _compute)
+                return out
         return replay.call(op, operands, arg, name, positions, _compute)
     if Tracing.active is not None:
         Tracing.active.operands(operands)
