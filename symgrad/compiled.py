@@ -65,10 +65,18 @@ MAX_RETRACES = 8
 MAX_TRACES = 6
 
 
-class Tracing:
+class _Tracing:
     """The trace being recorded (like GradMode: process-wide state that tensor.py consults)."""
 
-    active = None
+    __slots__ = ("active",)
+
+    def __init__(self):
+        self.active = None
+
+
+# NOTE: one instance, as GradMode: every op reads `active`, and 3.11 specializes a slot read on an
+# instance but reads a class attribute the slow way
+Tracing = _Tracing()
 
 
 # -- floats that remember where they came from ------------------------------------------------------
